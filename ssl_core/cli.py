@@ -1,0 +1,279 @@
+"""`ssl-explorer`: everything the app does, from the command line.
+
+    ssl-explorer train --method simclr --dataset shapes --backbone convnet --epochs 2 --device cpu
+    ssl-explorer runs
+    ssl-explorer eval RUN_ID
+    ssl-explorer neighbors RUN_ID --index 17 -k 8
+
+Progress and logs go to stderr; results go to stdout (`train` prints the new run's id last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from ssl_core.runs import RunStore, default_runs_dir
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _method_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (e.g. --set temperature=0.5); got {pair!r}")
+        overrides[key] = _parse_value(value)
+    return overrides
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+    from ssl_core.methods import check_compatible
+    from ssl_core.methods.base import method_config
+    from ssl_core.pipeline import run_all
+    from ssl_core.train import resolve_device, versions
+
+    skip = [s for s in (args.skip or "").split(",") if s]
+    if args.resume:
+        run = store.get(args.resume)
+        status = run.read_status()["status"]
+        if status == "running":
+            raise ValueError(f"run {run.id} is still running (see `ssl-explorer runs`)")
+        _log(f"resuming run {run.id} (was {status})")
+        run_all(run, resume=True, skip=skip, progress=not args.no_progress, log=_log)
+        print(run.id)
+        return 0
+    train = TrainConfig(**{k: v for k, v in {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+        "device": args.device, "checkpoint_every": args.checkpoint_every,
+        "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs,
+        "knn_every": args.knn_every, "compile": args.compile or None,
+    }.items() if v is not None})
+    data = DataConfig(dataset=args.dataset, resolution=args.resolution, train_size=args.train_size,
+                      test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir,
+                      download=args.download)
+    config = RunConfig(data=data, backbone=BackboneConfig(name=args.backbone),
+                       method={"name": args.method, **_method_overrides(args.set or [])}, train=train)
+    # Refuse bad combinations before a run folder exists.
+    check_compatible(args.method, args.backbone)
+    method_config(args.method, config.method)
+    _check_dataset_name(args.dataset)
+    for value, name in ((train.epochs, "--epochs"), (train.batch_size, "--batch-size")):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1; got {value}")
+    device = resolve_device(train.device)
+    run = store.create(config, extra={"versions": versions(), "device_resolved": str(device),
+                                      "command": sys.argv[1:] if sys.argv else []})
+    _log(f"run {run.id} in {store.root}")
+    run_all(run, skip=skip, progress=not args.no_progress, log=_log)
+    scores = run.read_eval()
+    if scores and scores.get("knn_top1") is not None:
+        _log(f"kNN top-1 {scores['knn_top1']:.3f}, linear top-1 {scores['linear_top1']:.3f}")
+    print(run.id)
+    return 0
+
+
+def _check_dataset_name(name: str) -> None:
+    from pathlib import Path
+
+    from ssl_core.data import DATASETS
+
+    if name not in DATASETS and not Path(name).expanduser().is_dir():
+        raise KeyError(DATASETS.unknown_message(name) + "; or give the path of a folder of images")
+
+
+def cmd_runs(args: argparse.Namespace, store: RunStore) -> int:
+    runs = store.list()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs], indent=2))
+        return 0
+    if not runs:
+        print(f"no runs in {store.root}")
+        return 0
+    rows = [("RUN", "STATUS", "METHOD", "DATASET", "BACKBONE", "PROGRESS", "KNN TOP-1", "CREATED")]
+    for r in runs:
+        progress = f"{r.step or 0}/{r.total_steps}" if r.total_steps is not None else "-"
+        knn = f"{r.knn_top1:.3f}" if r.knn_top1 is not None else "-"
+        rows.append((r.id, r.status, r.method, r.dataset, r.backbone, progress, knn, r.created[:19]))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    for r in runs:
+        if r.broken:
+            print(f"broken: {r.id}: {r.broken}")
+        elif r.status in ("failed", "interrupted") and r.error:
+            print(f"{r.status}: {r.id}: {r.error}")
+    return 0
+
+
+def _ensure_embeddings(run, device: str) -> None:
+    if not (run.embeddings_dir / "test.npy").exists():
+        from ssl_core.pipeline import run_post_steps
+
+        _log(f"run {run.id} has no embeddings yet: embedding first")
+        run_post_steps(run, ["embed"], device=device, log=_log)
+
+
+def cmd_eval(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.evaluate import evaluate_run
+
+    run = store.get(args.run_id)
+    scores = None if args.recompute else run.read_eval()
+    if scores is None:
+        _ensure_embeddings(run, args.device)
+        scores = evaluate_run(run)
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_neighbors(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.index import neighbors
+
+    result = neighbors(store.get(args.run_id), args.index, args.k)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    q = result["query"]
+    print(f"query row {q['row']}: {q['id']} ({q['split']}), label {q['label']} {q['label_name'] or ''}".rstrip())
+    print(f"{'RANK':<5} {'ROW':<7} {'ID':<16} {'SPLIT':<6} {'LABEL':<18} DISTANCE")
+    for rank, h in enumerate(result["neighbors"], 1):
+        label = f"{h['label']} {h['label_name'] or ''}".strip()
+        print(f"{rank:<5} {h['row']:<7} {h['id']:<16} {h['split']:<6} {label:<18} {h['distance']:.4f}")
+    print(f"{result['same_label']} of {len(result['neighbors'])} share the query's label")
+    return 0
+
+
+def cmd_step(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.pipeline import run_post_steps
+
+    run = store.get(args.run_id)
+    if args.command != "embed":
+        _ensure_embeddings(run, args.device)
+    results = run_post_steps(run, [args.command], device=args.device, log=_log)
+    print(json.dumps(results[args.command], indent=2))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.methods import METHODS
+
+    rows = [(n, METHODS.get(n).family, ",".join(METHODS.get(n).backbones), METHODS.get(n).description)
+            for n in METHODS.names()]
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{width[0]}}  {r[1]:<{width[1]}}  {r[2]:<{width[2]}}  {r[3]}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.data import DATASETS
+
+    for name in DATASETS.names():
+        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
+        print(f"{name:<14} {doc[0] if doc else ''}")
+    print(f"{'PATH':<14} a folder of your images (class subfolders, or flat with labels.csv)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--runs-dir", default=argparse.SUPPRESS,
+                        help="where runs live (default: $SSL_EXPLORER_RUNS or ./runs)")
+    parser = argparse.ArgumentParser(prog="ssl-explorer", description=__doc__.split("\n\n")[0],
+                                     parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", parents=[common], help="train a method on a dataset, then embed, score, map and index")
+    t.add_argument("--method", default="simclr", help="see `ssl-explorer methods` (default simclr)")
+    t.add_argument("--dataset", default="shapes", help="a name from `ssl-explorer datasets`, or a folder path")
+    t.add_argument("--backbone", default="convnet", help="convnet | resnet18 | vit_tiny (default convnet)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--warmup-epochs", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda (default auto)")
+    t.add_argument("--resolution", type=int, default=32)
+    t.add_argument("--train-size", type=int, help="number of train images (default: the dataset's)")
+    t.add_argument("--test-size", type=int, help="number of test images (default: the dataset's)")
+    t.add_argument("--data-seed", type=int, default=0, help="seed of generated data and splits")
+    t.add_argument("--data-dir", help="cache of online datasets (default $SSL_EXPLORER_DATA)")
+    t.add_argument("--download", action="store_true", help="download an online dataset if absent")
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    t.add_argument("--knn-every", type=int, help="epochs between held-out kNN checks (0: never)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method setting, e.g. temperature=0.5")
+    t.add_argument("--skip", help="comma-separated steps to skip after training: embed,eval,project,index")
+    t.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted or failed run from its checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("runs", parents=[common], help="list runs with status, method, dataset and kNN top-1")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_runs)
+
+    e = sub.add_parser("eval", parents=[common], help="scores of a run as one JSON object")
+    e.add_argument("run_id")
+    e.add_argument("--recompute", action="store_true", help="score again even if eval.json exists")
+    e.add_argument("--device", default="auto")
+    e.set_defaults(func=cmd_eval)
+
+    n = sub.add_parser("neighbors", parents=[common], help="nearest images of one image of a run")
+    n.add_argument("run_id")
+    n.add_argument("--index", type=int, required=True, help="row of the image: train rows, then test rows")
+    n.add_argument("-k", type=int, default=8)
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_neighbors)
+
+    for name, text in (("embed", "embed the run's images with its encoder"),
+                       ("project", "compute the run's 2-D UMAP map"),
+                       ("index", "build the run's FAISS search index")):
+        s = sub.add_parser(name, parents=[common], help=text)
+        s.add_argument("run_id")
+        s.add_argument("--device", default="auto")
+        s.set_defaults(func=cmd_step)
+
+    sub.add_parser("methods", parents=[common], help="list methods").set_defaults(func=cmd_methods)
+    sub.add_parser("datasets", parents=[common], help="list built-in datasets").set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    store = RunStore(getattr(args, "runs_dir", None) or default_runs_dir())
+    try:
+        return args.func(args, store)
+    except KeyError as e:  # unknown names: the message lists the valid ones
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, IndexError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from ssl_core.train import TrainingFailed, TrainingInterrupted
+
+        if isinstance(e, TrainingInterrupted):
+            print(f"interrupted: {e}; resume with `ssl-explorer train --resume {e.run_id}`", file=sys.stderr)
+            return 130
+        if isinstance(e, TrainingFailed):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

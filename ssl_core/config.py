@@ -1,0 +1,73 @@
+"""Run configuration: one dataclass per concern, saved whole as the run's config.json.
+
+The CLI and the app only override fields; `RunConfig.to_dict()` is the single truth that makes a
+run reproducible (together with the library versions recorded beside it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shapes"  # a registered name (see `ssl-explorer datasets`) or a folder path
+    resolution: int = 32  # images are served at resolution x resolution
+    train_size: int | None = None  # None: the dataset's own default (shapes: 20,000)
+    test_size: int | None = None  # None: the dataset's own default (shapes: 5,000)
+    seed: int = 0  # generates `shapes` and draws train/test splits; fixed apart from the run seed
+    data_dir: str | None = None  # cache for online sets; None: $SSL_EXPLORER_DATA or ~/.cache
+    download: bool = False  # online sets download only when this is set
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "convnet"  # convnet | resnet18 | vit_tiny
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 2e-3  # peak learning rate after warm-up (AdamW)
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
+    seed: int = 0  # model init, shuffling and augmentation draws
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    checkpoint_every: int = 200  # steps between checkpoints (one is also written at each epoch end)
+    log_every: int = 10  # steps between metrics.jsonl lines
+    knn_every: int = 1  # epochs between held-out kNN checks (0: never during training)
+    knn_max_bank: int = 5000  # train images in the periodic kNN bank (the final eval uses all)
+    knn_max_queries: int = 1000  # held-out images queried by the periodic kNN check
+    compile: bool = False  # torch.compile the method (GPU runs)
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "simclr"})  # name + overrides
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        """Rebuild from config.json; unknown keys are an error (a hand-edit with a typo)."""
+        return cls(
+            data=_build(DataConfig, raw.get("data", {})),
+            backbone=_build(BackboneConfig, raw.get("backbone", {})),
+            method=dict(raw.get("method", {"name": "simclr"})),
+            train=_build(TrainConfig, raw.get("train", {})),
+        )
+
+
+def _build(kind: type, values: dict[str, Any]):
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} field(s) {unknown}; known: {sorted(known)}")
+    return kind(**values)

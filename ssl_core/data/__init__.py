@@ -1,0 +1,34 @@
+"""Datasets: a registry of loaders, each turning a `DataConfig` into one `ImageSet`.
+
+`load_dataset(cfg)` is the only entry point the rest of the library uses. `cfg.dataset` is a
+registered name, or a path to a folder of the user's own images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ssl_core.config import DataConfig
+from ssl_core.data.imageset import ImageSet
+from ssl_core.registry import Registry
+
+DATASETS: Registry[Callable[[DataConfig], ImageSet]] = Registry("dataset")
+
+
+def load_dataset(cfg: DataConfig) -> ImageSet:
+    """Build the dataset named (or pointed to) by `cfg.dataset`."""
+    if cfg.dataset in DATASETS:
+        return DATASETS.get(cfg.dataset)(cfg)
+    path = Path(cfg.dataset).expanduser()
+    if path.is_dir():
+        from ssl_core.data.folder import load_folder
+
+        return load_folder(cfg)
+    raise KeyError(DATASETS.unknown_message(cfg.dataset) + "; or give the path of a folder of images")
+
+
+# Importing the loader modules registers them.
+from ssl_core.data import shapes, digits, mnist, online  # noqa: E402,F401
+
+__all__ = ["DATASETS", "ImageSet", "load_dataset"]

@@ -1,0 +1,62 @@
+"""SimCLR: two augmented views of each image, pulled together against the rest of the batch.
+
+Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations", ICML 2020.
+The loss is NT-Xent (InfoNCE over 2B-2 in-batch negatives).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ssl_core import augment
+from ssl_core.methods.base import Method, MethodConfig, register_method
+from ssl_core.methods.heads import simclr_projection
+
+
+def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
+    """Normalized-temperature cross entropy (SimCLR eq. 1), averaged over all 2B anchors.
+
+    z1, z2: (B, D) projections of two views; row i of z1 and row i of z2 are the positive pair,
+    every other row of either view is a negative. Returns a scalar.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"z1 and z2 must both be (B, D); got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive; got {temperature}")
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    logits = z @ z.T / temperature
+    # An anchor is never its own negative.
+    logits.fill_diagonal_(float("-inf"))
+    positives = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(logits, positives)
+
+
+@dataclasses.dataclass
+class SimCLRConfig(MethodConfig):
+    temperature: float = 0.2  # 0.5 in the paper's CIFAR runs at batch 512-4096; smaller batches like lower
+    proj_hidden_dim: int = 512  # projection head width
+    proj_dim: int = 128  # projection output, as in the paper
+    views: dict = dataclasses.field(default_factory=dict)  # overrides of augment.ViewConfig
+
+
+@register_method
+class SimCLR(Method):
+    name = "simclr"
+    family = "contrastive"
+    description = "two augmented views per image, NT-Xent against in-batch negatives (Chen et al. 2020)"
+    Config = SimCLRConfig
+
+    def __init__(self, backbone, cfg: SimCLRConfig, **kwargs):
+        super().__init__(backbone, cfg, **kwargs)
+        self.projector = simclr_projection(backbone.out_dim, cfg.proj_hidden_dim, cfg.proj_dim)
+        self.view_cfg = augment.ViewConfig(**cfg.views)
+
+    def training_step(self, images_u8: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        both = augment.make_views(torch.cat([images_u8, images_u8]), self.view_cfg, self.resolution)
+        z1, z2 = self.projector(self.encode(self.normalize(both))).chunk(2)
+        return {"loss": nt_xent(z1, z2, self.cfg.temperature)}

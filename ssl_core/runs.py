@@ -1,0 +1,298 @@
+"""The run store: one folder per run, the contract between training and everything that reads it.
+
+    runs/<run_id>/
+      config.json     the whole RunConfig plus library versions and device
+      status.json     queued | running | finished | failed | interrupted, pid, stage, error
+      metrics.jsonl   one JSON object per logged step or check
+      checkpoint.pt   latest training state (atomic; loaded with weights_only=True)
+      embeddings/     train.npy, test.npy (float16) + <split>_labels.npy + <split>_ids.json
+      eval.json       kNN and linear-probe scores
+      projection/     umap_2d.npy + params.json
+      index/          faiss.index
+
+Every write goes to a temporary file in the same folder and is renamed over the target, so a
+reader sees the old file or the new one, never half of one. Reading tolerates runs edited or
+broken by hand: `RunStore.list()` reports them as broken with the reason instead of failing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ssl_core.config import RunConfig
+
+STATUSES = ("queued", "running", "finished", "failed", "interrupted")
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("SSL_EXPLORER_RUNS", "runs")).expanduser()
+
+
+def validate_run_id(run_id: str) -> str:
+    """Return `run_id` if it is a safe folder name; ids also arrive from browsers and URLs."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ValueError(
+            f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only "
+            "(no path separators, no '..', at most 128 characters)"
+        )
+    return run_id
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (Linux), to tell a live run from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def process_alive(pid: int, start_time: str | None = None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if start_time is not None and Path("/proc").is_dir():
+        return _process_start_time(pid) == start_time
+    return True
+
+
+class Run:
+    """One run folder. Cheap to create; every property reads from disk."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.id = self.path.name
+
+    # -- files -----------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.path / "embeddings"
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / "eval.json"
+
+    @property
+    def projection_dir(self) -> Path:
+        return self.path / "projection"
+
+    @property
+    def index_path(self) -> Path:
+        return self.path / "index" / "faiss.index"
+
+    # -- config ----------------------------------------------------------------------------
+    def read_config_dict(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"run {self.id}: config.json is missing") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"run {self.id}: config.json is not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"run {self.id}: config.json must hold a JSON object")
+        return raw
+
+    @property
+    def config(self) -> RunConfig:
+        try:
+            return RunConfig.from_dict(self.read_config_dict())
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"run {self.id}: config.json does not describe a run: {e}") from None
+
+    # -- status ----------------------------------------------------------------------------
+    def read_status(self) -> dict[str, Any]:
+        """status.json as written, with `status` corrected to 'interrupted' when the process
+        that claimed to be running it is gone (killed -9, machine rebooted)."""
+        try:
+            status = json.loads((self.path / "status.json").read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"run {self.id}: status.json is missing") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"run {self.id}: status.json is not valid JSON ({e})") from None
+        if not isinstance(status, dict) or status.get("status") not in STATUSES:
+            raise ValueError(f"run {self.id}: status.json has no valid status (one of {', '.join(STATUSES)})")
+        if status["status"] == "running" and not self._owner_alive(status):
+            status["status"] = "interrupted"
+            status["error"] = (f"the training process (pid {status.get('pid')}) ended without a word; "
+                               "resume continues from the last checkpoint")
+        return status
+
+    def _owner_alive(self, status: dict[str, Any]) -> bool:
+        pid = status.get("pid")
+        if not isinstance(pid, int):
+            return False
+        if status.get("host") not in (None, socket.gethostname()):
+            return True  # another machine's process: we cannot tell, so believe the file
+        return process_alive(pid, status.get("pid_start"))
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status '{status}'; known: {', '.join(STATUSES)}")
+        record: dict[str, Any] = {"status": status, "updated": _now()}
+        if status == "running":
+            pid = os.getpid()
+            record.update(pid=pid, pid_start=_process_start_time(pid), host=socket.gethostname())
+        record.update(fields)
+        atomic_write_json(self.path / "status.json", record)
+
+    # -- metrics ---------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete line of metrics.jsonl; a torn last line (a crash mid-write) is skipped."""
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def truncate_metrics(self, after_step: int) -> None:
+        """Drop metric lines logged past `after_step` (work lost since the checkpoint being
+        resumed), so a resumed run's curve has no duplicated steps."""
+        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    def read_eval(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.eval_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+
+@dataclass
+class RunSummary:
+    """One row of the run list; `broken` carries the reason a run could not be read."""
+
+    id: str
+    status: str
+    method: str = "?"
+    dataset: str = "?"
+    backbone: str = "?"
+    created: str = ""
+    knn_top1: float | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    error: str | None = None
+    broken: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RunStore:
+    """The folder that holds the runs (`--runs-dir`, $SSL_EXPLORER_RUNS, or ./runs)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_runs_dir()
+
+    def create(self, config: RunConfig, extra: dict[str, Any] | None = None) -> Run:
+        """A new run folder holding config.json (with `extra`: versions, device) and status queued."""
+        method = config.method.get("name", "run")
+        dataset = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(config.data.dataset).name or "data").strip("-")[:24]
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_id = validate_run_id(f"{stamp}-{method}-{dataset or 'data'}-{secrets.token_hex(2)}")
+        run = Run(self.root / run_id)
+        run.path.mkdir(parents=True)
+        atomic_write_json(run.config_path, {**config.to_dict(), **(extra or {}), "created": _now()})
+        run.set_status("queued")
+        return run
+
+    def get(self, run_id: str) -> Run:
+        run = Run(self.root / validate_run_id(run_id))
+        if not run.path.is_dir():
+            known = [r.id for r in self._dirs()]
+            hint = f"; known: {', '.join(known[-10:])}" if known else f"; {self.root} holds no runs"
+            raise KeyError(f"no run '{run_id}' in {self.root}{hint}")
+        return run
+
+    def delete(self, run_id: str) -> None:
+        shutil.rmtree(self.get(run_id).path)
+
+    def _dirs(self) -> Iterator[Run]:
+        if not self.root.is_dir():
+            return iter(())
+        return (Run(p) for p in sorted(self.root.iterdir()) if p.is_dir() and _RUN_ID.match(p.name))
+
+    def list(self) -> list[RunSummary]:
+        """Every run, oldest first; a run that cannot be read is listed as broken with why."""
+        return [summarize(run) for run in self._dirs()]
+
+
+def summarize(run: Run) -> RunSummary:
+    try:
+        raw = run.read_config_dict()
+        config = run.config
+        status = run.read_status()
+    except (OSError, ValueError) as e:
+        return RunSummary(id=run.id, status="broken", broken=str(e))
+    metrics = run.read_metrics()
+    steps = [m for m in metrics if "step" in m]
+    knn = [m["knn_top1"] for m in metrics if m.get("knn_top1") is not None]
+    scores = run.read_eval() or {}
+    return RunSummary(
+        id=run.id,
+        status=status["status"],
+        method=config.method.get("name", "?"),
+        dataset=config.data.dataset,
+        backbone=config.backbone.name,
+        created=str(raw.get("created", "")),
+        knn_top1=scores.get("knn_top1", knn[-1] if knn else None),
+        step=steps[-1]["step"] if steps else None,
+        total_steps=status.get("total_steps"),
+        error=status.get("error"),
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")

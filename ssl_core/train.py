@@ -1,0 +1,274 @@
+"""The training loop: one function for every method.
+
+Data lives on the run's device as uint8 for the whole run; each step takes a shuffled batch, the
+method makes its own augmented views on the device, and AdamW follows a linear warm-up and a
+cosine decay. Every random draw of step `s` comes from a generator seeded by (seed, s), so a run
+resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken.
+
+Failure handling, because runs are long and users are not watching:
+  * SIGINT / SIGTERM: finish the current step, write a checkpoint, status `interrupted`.
+  * NaN or infinite loss: status `failed`, error names the step; the last checkpoint is kept.
+  * CUDA out of memory: status `failed`, error names the batch size and suggests a smaller one.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import platform
+import signal
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ssl_core.config import RunConfig
+from ssl_core.data import ImageSet, load_dataset
+from ssl_core.embed import embed_images
+from ssl_core.evaluate import weighted_knn
+from ssl_core.methods import Method, build_method
+from ssl_core.runs import Run, atomic_write_bytes
+
+StepCallback = Callable[[int, dict[str, Any]], None]
+
+
+class TrainingFailed(RuntimeError):
+    """Training stopped on an error that the run's status.json now explains."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on request (signal or stop event); a checkpoint was written."""
+
+    def __init__(self, run_id: str, message: str):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def channel_stats(images_u8: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units of uint8 (N, H, W, 3) images (on a sample)."""
+    sample = images_u8[:: max(1, len(images_u8) // 5000)].float() / 255
+    mean = sample.mean(dim=(0, 1, 2))
+    std = sample.std(dim=(0, 1, 2)).clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up from ~0 to 1 over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63)
+
+
+def epoch_order(seed: int, epoch: int, n: int, device: torch.device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(step_seed(seed, 10**9 + epoch))
+    return torch.randperm(n, generator=g).to(device)
+
+
+def build_for_run(config: RunConfig, data: ImageSet, device: torch.device) -> Method:
+    """The run's method, initialised from the run seed, with the train split's statistics."""
+    mean, std = channel_stats(data.train.images)
+    torch.manual_seed(config.train.seed)
+    method = build_method(config.method, config.backbone.name, resolution=config.data.resolution,
+                          num_classes=data.num_classes, mean=mean, std=std)
+    return method.to(device)
+
+
+def load_checkpoint(run: Run, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    if not run.checkpoint_path.exists():
+        raise FileNotFoundError(f"run {run.id} has no checkpoint.pt yet (training never reached one)")
+    # weights_only: a checkpoint is data, never code, even when someone else made the run folder.
+    return torch.load(run.checkpoint_path, map_location=map_location, weights_only=True)
+
+
+def load_method(run: Run, device: torch.device | str = "cpu") -> Method:
+    """The run's trained method (encoder included), rebuilt from config.json and the checkpoint."""
+    config = run.config
+    state = load_checkpoint(run, device)
+    method = build_method(config.method, config.backbone.name, resolution=config.data.resolution,
+                          num_classes=state["num_classes"])
+    method.load_state_dict(state["method"])
+    return method.to(device).eval()
+
+
+def save_checkpoint(run: Run, method: Method, optimizer, scheduler, step: int, total_steps: int,
+                    num_classes: int) -> None:
+    state = {
+        "method": method.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,  # steps completed
+        "total_steps": total_steps,
+        "num_classes": num_classes,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(run.checkpoint_path, buffer.getvalue())
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop`, so the loop ends after the current step with a checkpoint."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def knn_check(method: Method, data: ImageSet, config: RunConfig, device: torch.device) -> float:
+    """Weighted kNN top-1 (k=20) of held-out images against a sample of the train split."""
+    train, test = data.train, data.test
+    bank = embed_images(method, train.images[: config.train.knn_max_bank], device=device)
+    queries = embed_images(method, test.images[: config.train.knn_max_queries], device=device)
+    return weighted_knn(bank, train.labels[: len(bank)], queries, test.labels[: len(queries)],
+                        num_classes=data.num_classes, k=20)
+
+
+def train(run: Run, *, resume: bool = False, progress: bool = True, stop: threading.Event | None = None,
+          callbacks: tuple[StepCallback, ...] = ()) -> Run:
+    """Train `run` (a folder holding config.json) to its last step; returns the run."""
+    config = run.config
+    tc = config.train
+    device = resolve_device(tc.device)
+    stop = stop or threading.Event()
+    data = load_dataset(config.data)
+    if data.test.images.shape[0] == 0:
+        raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
+    method = build_for_run(config, data, device)
+    if method.uses_labels and bool((data.train.labels < 0).any()):
+        raise ValueError(f"method '{method.name}' needs labels, but dataset '{config.data.dataset}' has unlabelled images")
+    train_images = data.train.images.to(device)
+    train_labels = data.train.labels.to(device)
+    n = len(train_images)
+    batch_size = min(tc.batch_size, n)
+    steps_per_epoch = n // batch_size
+    total_steps = tc.epochs * steps_per_epoch if method.trainable else 0
+    warmup_steps = max(1, round(tc.warmup_epochs * steps_per_epoch))
+
+    optimizer = torch.optim.AdamW(method.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup_steps))
+    start = 0
+    if resume and run.checkpoint_path.exists():
+        state = load_checkpoint(run, device)
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        # Each step reseeds from (seed, step); restoring the generators keeps anything drawn
+        # outside a step (a method's own schedule, say) on the same sequence too.
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        run.truncate_metrics(after_step=start)
+    if device.type == "cuda":
+        method = method.to(memory_format=torch.channels_last)
+    step_fn = torch.compile(method.training_step) if tc.compile else method.training_step
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+
+    run.set_status("running", stage="train", total_steps=total_steps, device=str(device))
+    bar = tqdm(total=total_steps, initial=start, disable=not progress, unit="step",
+               desc=f"{method.name} {config.data.dataset}", dynamic_ncols=True)
+    step, last_log, order = start, time.perf_counter(), None
+    images_seen = 0
+    try:
+        with stop_on_signals(stop):
+            method.train()
+            while step < total_steps and not stop.is_set():
+                epoch, position = divmod(step, steps_per_epoch)
+                if order is None or position == 0:
+                    order = epoch_order(tc.seed, epoch, n, device)
+                idx = order[position * batch_size:(position + 1) * batch_size]
+                torch.manual_seed(step_seed(tc.seed, step))
+                with autocast:
+                    out = step_fn(train_images[idx], train_labels[idx] if method.uses_labels else None)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise TrainingFailed(f"loss became {loss.item()} at step {step} (epoch {epoch}); "
+                                         "try a lower learning rate (--lr)")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                method.after_step(step, total_steps)
+                step += 1
+                images_seen += batch_size
+                bar.update(1)
+                record: dict[str, Any] = {}
+                if step % tc.log_every == 0 or step == total_steps:
+                    now = time.perf_counter()
+                    record = {"step": step, "epoch": step / steps_per_epoch,
+                              "lr": optimizer.param_groups[0]["lr"],
+                              **{k: float(v) for k, v in out.items()},
+                              "images_per_s": images_seen / max(now - last_log, 1e-9)}
+                    last_log, images_seen = now, 0
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
+                if step % steps_per_epoch == 0 and tc.knn_every and (step // steps_per_epoch) % tc.knn_every == 0:
+                    record = {"step": step, "epoch": step / steps_per_epoch, **record,
+                              "knn_top1": knn_check(method, data, config, device)}
+                    method.train()
+                if record:
+                    run.append_metrics(record)
+                    for callback in callbacks:
+                        callback(step, record)
+                if step % tc.checkpoint_every == 0 or step % steps_per_epoch == 0:
+                    save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
+        save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
+        if stop.is_set() and step < total_steps:
+            run.set_status("interrupted", stage="train", step=step, total_steps=total_steps,
+                           error=f"stopped at step {step} of {total_steps}; resume continues from there")
+            raise TrainingInterrupted(run.id, f"run {run.id} stopped at step {step} of {total_steps}")
+        if not any("knn_top1" in m for m in run.read_metrics() if m.get("step") == step):
+            run.append_metrics({"step": step, "epoch": step / max(1, steps_per_epoch),
+                                "knn_top1": knn_check(method, data, config, device)})
+    except TrainingFailed as e:
+        run.set_status("failed", stage="train", step=step, total_steps=total_steps, error=str(e))
+        raise
+    except torch.cuda.OutOfMemoryError:
+        message = (f"out of GPU memory at batch size {batch_size} ({method.name}, {config.backbone.name}, "
+                   f"{config.data.resolution}px); try --batch-size {max(1, batch_size // 2)}")
+        run.set_status("failed", stage="train", step=step, total_steps=total_steps, error=message)
+        raise TrainingFailed(message) from None
+    except (TrainingInterrupted, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        run.set_status("failed", stage="train", step=step, total_steps=total_steps,
+                       error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+    run.set_status("finished", stage="train", step=step, total_steps=total_steps)
+    return run
