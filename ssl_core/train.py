@@ -30,7 +30,7 @@ from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.embed import embed_images
 from ssl_core.evaluate import weighted_knn
-from ssl_core.methods import Method, build_method
+from ssl_core.methods import METHODS, Method, build_method
 from ssl_core.runs import Run, atomic_write_bytes
 
 StepCallback = Callable[[int, dict[str, Any]], None]
@@ -164,12 +164,18 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     tc = config.train
     device = resolve_device(tc.device)
     stop = stop or threading.Event()
-    data = load_dataset(config.data)
-    if data.test.images.shape[0] == 0:
-        raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
-    method = build_for_run(config, data, device)
-    if method.uses_labels and bool((data.train.labels < 0).any()):
-        raise ValueError(f"method '{method.name}' needs labels, but dataset '{config.data.dataset}' has unlabelled images")
+    run.set_status("running", stage="load")
+    try:
+        data = load_dataset(config.data)
+        if data.test.images.shape[0] == 0:
+            raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
+        if METHODS.get(config.method["name"]).uses_labels and bool((data.train.labels < 0).any()):
+            raise ValueError(f"method '{config.method['name']}' needs labels, but dataset "
+                             f"'{config.data.dataset}' has unlabelled images")
+        method = build_for_run(config, data, device)
+    except Exception as e:
+        run.set_status("failed", stage="load", error=f"{type(e).__name__}: {e}")
+        raise
     train_images = data.train.images.to(device)
     train_labels = data.train.labels.to(device)
     n = len(train_images)
@@ -232,7 +238,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                     now = time.perf_counter()
                     record = {"step": step, "epoch": step / steps_per_epoch,
                               "lr": optimizer.param_groups[0]["lr"],
-                              **{k: float(v) for k, v in out.items()},
+                              **{k: float(v.detach()) for k, v in out.items()},
                               "images_per_s": images_seen / max(now - last_log, 1e-9)}
                     last_log, images_seen = now, 0
                     bar.set_postfix(loss=f"{record['loss']:.3f}")

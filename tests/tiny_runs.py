@@ -12,6 +12,6 @@ def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int 
         data=DataConfig(dataset="shapes", train_size=train_size, test_size=test_size),
         backbone=BackboneConfig(name="convnet"),
         method={"name": method},
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, device="cpu", log_every=1,
-                          knn_max_bank=train_size, knn_max_queries=test_size, **train_overrides),
+        train=TrainConfig(**{"epochs": epochs, "batch_size": batch_size, "device": "cpu", "log_every": 1,
+                             "knn_max_bank": train_size, "knn_max_queries": test_size, **train_overrides}),
     )

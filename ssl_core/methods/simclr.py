@@ -41,7 +41,11 @@ class SimCLRConfig(MethodConfig):
     temperature: float = 0.2  # 0.5 in the paper's CIFAR runs at batch 512-4096; smaller batches like lower
     proj_hidden_dim: int = 512  # projection head width
     proj_dim: int = 128  # projection output, as in the paper
-    views: dict = dataclasses.field(default_factory=dict)  # overrides of augment.ViewConfig
+    # Overrides of augment.ViewConfig. At 32 px a small object can cover a tenth of the frame,
+    # so crops keep at least half the image (the paper's CIFAR runs: 0.08), and hue turns all the
+    # way round so colour cannot identify an image (paper: 0.1). Measured on shapes, 128 steps:
+    # kNN top-1 0.24 with both, 0.20 with crops alone, 0.16 with neither (random init: 0.15).
+    views: dict = dataclasses.field(default_factory=lambda: {"crop_scale": (0.5, 1.0), "hue": 0.5})
 
 
 @register_method

@@ -1,0 +1,141 @@
+"""`vit_tiny`: ViT-Tiny (Dosovitskiy et al. 2021; Touvron et al. 2021) for small images.
+
+dim 192, depth 12, 3 heads, MLP ratio 4, pre-norm blocks, a CLS token and learned position
+embeddings. The patch size is resolution // 8, so every resolution gives an 8x8 grid of 64
+patch tokens (4 px patches at 32 px, 8 px at 64 px).
+
+As in facebookresearch/dino's vision_transformer.py, attention computes its softmax explicitly
+when asked, so `get_last_selfattention` returns the maps without hooks; otherwise it takes the
+fused `F.scaled_dot_product_attention` path, which returns no weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ssl_core.backbones import BACKBONES, Backbone
+
+GRID = 8  # patches per side at every resolution
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        """(B, N, dim) -> ((B, N, dim), attention weights (B, heads, N, N) or None)."""
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.heads, dim // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, N, head_dim)
+        if return_attention:
+            attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+            out = attn @ v
+        else:
+            attn = None
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim)
+        return self.proj(out), attn
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, return_attention: bool = False) -> tuple[Tensor, Tensor | None]:
+        y, attn = self.attn(self.norm1(x), return_attention)
+        x = x + y
+        x = x + self.mlp(self.norm2(x))
+        return x, attn
+
+
+class VisionTransformer(Backbone):
+    """(B, 3, R, R) normalized images -> (B, dim): the CLS token after the final norm."""
+
+    def __init__(
+        self,
+        resolution: int,
+        patch_size: int,
+        dim: int = 192,
+        depth: int = 12,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__()
+        if resolution % patch_size != 0:
+            raise ValueError(f"resolution {resolution} is not a multiple of the patch size {patch_size}")
+        self.resolution = resolution
+        self.patch_size = patch_size
+        self.num_patches = (resolution // patch_size) ** 2
+        self.heads = heads
+        self.patch_embed = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out_dim = dim
+        # timm / DINO initialisation.
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.apply(_init_weights)
+
+    def _tokens(self, x: Tensor) -> Tensor:
+        """Images -> (B, 1 + T, dim): CLS token and patch embeddings, plus positions."""
+        if x.shape[-2:] != (self.resolution, self.resolution):
+            raise ValueError(
+                f"this ViT was built for {self.resolution}x{self.resolution} images; "
+                f"got {x.shape[-2]}x{x.shape[-1]}"
+            )
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, T, dim)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        return torch.cat((cls, patches), dim=1) + self.pos_embed
+
+    def forward_tokens(self, x: Tensor) -> Tensor:
+        """(B, 3, R, R) -> (B, 1 + T, dim): all tokens after the final norm, CLS first."""
+        x = self._tokens(x)
+        for block in self.blocks:
+            x, _ = block(x)
+        return self.norm(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_tokens(x)[:, 0]
+
+    def get_last_selfattention(self, x: Tensor) -> Tensor:
+        """(B, 3, R, R) -> (B, heads, 1 + T, 1 + T): the last block's attention weights."""
+        x = self._tokens(x)
+        for block in self.blocks[:-1]:
+            x, _ = block(x)
+        _, attn = self.blocks[-1](x, return_attention=True)
+        return attn
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+@BACKBONES.register("vit_tiny")
+def vit_tiny(resolution: int = 32) -> VisionTransformer:
+    if resolution % GRID != 0:
+        raise ValueError(
+            f"vit_tiny uses a {GRID}x{GRID} patch grid, so the resolution must be a multiple "
+            f"of {GRID}; got {resolution} (try {resolution - resolution % GRID or GRID})"
+        )
+    return VisionTransformer(resolution, patch_size=resolution // GRID)

@@ -1,0 +1,229 @@
+"""A folder of the user's own images as a dataset (`DataConfig.dataset` = the folder's path).
+
+Two layouts:
+  class folders  photos/cat/1.jpg, photos/dog/2.png ...: each subfolder is a class (class names
+                 are the sorted folder names; files in deeper subfolders count for their class).
+  flat folder    photos/1.jpg, photos/2.png ... with an optional labels.csv or metadata.csv
+                 beside them: a `filename` column, an optional `label` column (class names),
+                 and any other columns kept as factors (numbers as floats, anything else as
+                 categorical codes). With a CSV, the images are the ones it lists.
+
+Images are decoded with Pillow only, turned upright from their EXIF orientation, made RGB,
+centre-cropped to a square and resized to `cfg.resolution`. Files that are not images, are
+corrupt or truncated, or are larger than MAX_PIXELS are skipped with a warning naming each;
+hidden files and folders (".DS_Store", ".ipynb_checkpoints") are ignored silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from ssl_core.config import DataConfig
+from ssl_core.data.convert import split_and_build
+from ssl_core.data.imageset import ImageSet
+
+METADATA_FILES = ("labels.csv", "metadata.csv")
+# Refuse images above 64 megapixels (8k x 8k): a small file can declare a huge size and
+# exhaust memory when decoded (a "decompression bomb"). Pillow's own limit only warns below 2x.
+MAX_PIXELS = 64_000_000
+
+
+def load_folder(cfg: DataConfig) -> ImageSet:
+    """The images under the folder `cfg.dataset`, split 80/20 (stratified when labelled)."""
+    folder = Path(cfg.dataset).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"dataset folder {folder} does not exist or is not a folder")
+    entries = _visible(folder.iterdir())
+    if any(p.is_dir() for p in entries):
+        files, labels, class_names = _class_folders(folder, entries)
+        factors, levels = {}, {}
+    else:
+        files, labels, class_names, factors, levels = _flat_folder(folder, entries)
+
+    decoded = _decode_all(files, cfg.resolution)
+    ok = np.array([not isinstance(result, str) for result in decoded], dtype=bool)
+    for path, result in zip(files, decoded):
+        if isinstance(result, str):
+            warnings.warn(f"skipping {path}: {result}", stacklevel=2)
+    if not ok.any():
+        why = f"all {len(files)} files were skipped (see the warnings)" if files else "it is empty"
+        raise ValueError(f"no readable images in {folder}: {why}")
+    images = np.stack([image for image in decoded if not isinstance(image, str)])
+    keep = np.flatnonzero(ok)
+    return split_and_build(
+        folder.name or str(folder),
+        images,
+        labels[keep],
+        class_names,
+        cfg,
+        names=[files[i].relative_to(folder).as_posix() for i in keep],
+        factors={k: v[keep] for k, v in factors.items()},
+        factor_levels=levels,
+    )
+
+
+def _visible(paths) -> list[Path]:
+    return sorted(p for p in paths if not p.name.startswith("."))
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Every visible file under folder, in sorted order, skipping hidden folders."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / n for n in sorted(names) if not n.startswith(".")]
+    return found
+
+
+def _class_folders(folder: Path, entries: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
+    class_dirs = [p for p in entries if p.is_dir()]
+    loose = [p.name for p in entries if not p.is_dir()]
+    if loose:
+        warnings.warn(
+            f"skipping {len(loose)} file(s) at the top of {folder}, outside the class folders: "
+            + ", ".join(loose[:10])
+            + (" ..." if len(loose) > 10 else ""),
+            stacklevel=3,
+        )
+    files, labels = [], []
+    for label, class_dir in enumerate(class_dirs):
+        class_files = _walk_files(class_dir)
+        files += class_files
+        labels += [label] * len(class_files)
+    return files, np.array(labels, dtype=np.int64), [p.name for p in class_dirs]
+
+
+def _flat_folder(folder: Path, entries: list[Path]):
+    """Files, labels (-1 when unlabelled), class names, factors and factor levels."""
+    csvs = [folder / name for name in METADATA_FILES if (folder / name).is_file()]
+    if len(csvs) > 1:
+        raise ValueError(f"{folder} holds both {' and '.join(METADATA_FILES)}; keep only one")
+    if not csvs:
+        return entries, np.full(len(entries), -1, dtype=np.int64), [], {}, {}
+
+    rows = _read_metadata(csvs[0])
+    listed = {}
+    for row in rows:
+        path = (folder / row["filename"]).resolve()
+        if folder.resolve() not in path.parents:
+            warnings.warn(
+                f"skipping {row['filename']} in {csvs[0].name}: outside {folder}", stacklevel=3
+            )
+        elif path in listed:
+            warnings.warn(
+                f"{csvs[0].name} lists {row['filename']} twice; keeping the first row", stacklevel=3
+            )
+        else:
+            listed[path] = row
+    unlisted = [p.name for p in entries if p.resolve() not in listed and p not in csvs]
+    if unlisted:
+        warnings.warn(
+            f"skipping {len(unlisted)} file(s) in {folder} that {csvs[0].name} does not list: "
+            + ", ".join(unlisted[:10])
+            + (" ..." if len(unlisted) > 10 else ""),
+            stacklevel=3,
+        )
+    files = [folder / row["filename"] for row in listed.values()]
+    columns = {key: [row[key] for row in listed.values()] for key in rows[0] if key != "filename"}
+
+    class_names: list[str] = []
+    labels = np.full(len(files), -1, dtype=np.int64)
+    if "label" in columns:
+        codes, class_names = _categorical(columns.pop("label"))
+        labels = codes
+    factors, levels = {}, {}
+    for key, values in columns.items():
+        numbers = _as_numbers(values)
+        if numbers is not None:
+            factors[key] = numbers
+        else:
+            factors[key], names = _categorical(values)
+            levels[key] = tuple(names)
+    return files, labels, class_names, factors, levels
+
+
+def _read_metadata(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
+        reader = csv.DictReader(f)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        if "filename" not in columns:
+            raise ValueError(f"{path} needs a 'filename' column; its columns are {columns}")
+        rows = [
+            {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            for row in reader
+        ]
+    if not rows:
+        raise ValueError(f"{path} has a header but no rows")
+    return rows
+
+
+def _as_numbers(values: list[str]) -> np.ndarray | None:
+    """Floats (NaN where empty) if every non-empty value is a number, else None."""
+    try:
+        return np.array([float(v) if v else math.nan for v in values], dtype=np.float64)
+    except ValueError:
+        return None
+
+
+def _categorical(values: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(codes (N,) int64 with -1 where empty, sorted level names); numeric names sort as numbers."""
+    names = sorted(
+        {v for v in values if v}, key=lambda v: (0, float(v), v) if _is_number(v) else (1, 0.0, v)
+    )
+    index = {name: code for code, name in enumerate(names)}
+    return np.array([index.get(v, -1) for v in values], dtype=np.int64), names
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _decode_all(files: list[Path], resolution: int) -> list[np.ndarray | str]:
+    """Decode in threads (Pillow releases the GIL while decoding): an image or why it failed."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda path: _decode(path, resolution), files))
+
+
+def _decode(path: Path, resolution: int) -> np.ndarray | str:
+    """uint8 (resolution, resolution, 3), or the reason the file was skipped."""
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                return f"{image.width}x{image.height} is over the {MAX_PIXELS:,}-pixel limit"
+            # Let JPEG decode at a reduced scale that still covers the target size: much faster.
+            image.draft("RGB", (resolution, resolution))
+            image = ImageOps.exif_transpose(image)
+            image = _to_rgb(image)
+            side = min(image.size)
+            left, top = (image.width - side) // 2, (image.height - side) // 2
+            # Crop before resizing: resize(box=...) would blend in pixels from outside the square.
+            image = image.crop((left, top, left + side, top + side))
+            image = image.resize((resolution, resolution), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except Image.DecompressionBombError as err:
+        return f"over Pillow's size limit ({err})"
+    except Image.UnidentifiedImageError:
+        return "not an image Pillow can read"
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # truncated or corrupt data
+        return f"corrupt or truncated ({err})"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    # Transparent pixels often hold arbitrary colours: lay the image on white instead of
+    # simply dropping the alpha channel.
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
+    return image.convert("RGB")
