@@ -7,11 +7,10 @@ PY     := $(VENV)/bin/python
 # `make install-gpu`. torchvision 0.28.0 is the build that matches torch 2.13.0.
 TORCH_CPU := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: install install-dev test demo clean
+.PHONY: install install-dev install-gpu test demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
 install: $(PY)
 	$(PY) -m pip install --quiet $(TORCH_CPU)
@@ -21,9 +20,17 @@ install-dev: $(PY)
 	$(PY) -m pip install --quiet $(TORCH_CPU)
 	$(PY) -m pip install --quiet -e ".[dev]"
 
-# Train a small SimCLR run on the bundled shapes data and show its neighbours.
+# With a CUDA torch already in the environment: everything else, torch left as it is.
+install-gpu: $(PY)
+	$(PY) -m pip install --quiet -e ".[gpu]"
+
+# Train a small SimCLR run on the bundled shapes data, then list, score and search it.
 demo: install
-	$(VENV)/bin/ssl-explorer train --method simclr --dataset shapes --backbone convnet --epochs 2 --device cpu
+	@id=$$($(VENV)/bin/ssl-explorer train --method simclr --dataset shapes --backbone convnet \
+	        --epochs 2 --device cpu | tail -n 1) && \
+	$(VENV)/bin/ssl-explorer runs && \
+	$(VENV)/bin/ssl-explorer eval $$id && \
+	$(VENV)/bin/ssl-explorer neighbors $$id --index 17 -k 8
 
 test: install-dev
 	bash .ci/pytest.sh

@@ -83,14 +83,18 @@ def _walk_files(folder: Path) -> list[Path]:
     return found
 
 
+def _some(names: list[str], most: int = 10) -> str:
+    """The first `most` names, comma-separated, with "..." when there are more."""
+    return ", ".join(names[:most]) + (" ..." if len(names) > most else "")
+
+
 def _class_folders(folder: Path, entries: list[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
     class_dirs = [p for p in entries if p.is_dir()]
     loose = [p.name for p in entries if not p.is_dir()]
     if loose:
         warnings.warn(
             f"skipping {len(loose)} file(s) at the top of {folder}, outside the class folders: "
-            + ", ".join(loose[:10])
-            + (" ..." if len(loose) > 10 else ""),
+            + _some(loose),
             stacklevel=3,
         )
     files, labels = [], []
@@ -127,8 +131,7 @@ def _flat_folder(folder: Path, entries: list[Path]):
     if unlisted:
         warnings.warn(
             f"skipping {len(unlisted)} file(s) in {folder} that {csvs[0].name} does not list: "
-            + ", ".join(unlisted[:10])
-            + (" ..." if len(unlisted) > 10 else ""),
+            + _some(unlisted),
             stacklevel=3,
         )
     files = [folder / row["filename"] for row in listed.values()]

