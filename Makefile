@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 # `make install-gpu`. torchvision 0.28.0 is the build that matches torch 2.13.0.
 TORCH_CPU := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: install install-dev install-gpu test demo clean
+.PHONY: install install-dev install-gpu chromium test demo app clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +24,22 @@ install-dev: $(PY)
 install-gpu: $(PY)
 	$(PY) -m pip install --quiet -e ".[gpu]"
 
-# Train a small SimCLR run on the bundled shapes data, then list, score and search it.
+# Open the dashboard on the bundled, already-trained runs (http://127.0.0.1:8501).
 demo: install
-	@id=$$($(VENV)/bin/ssl-explorer train --method simclr --dataset shapes --backbone convnet \
-	        --epochs 2 --device cpu | tail -n 1) && \
-	$(VENV)/bin/ssl-explorer runs && \
-	$(VENV)/bin/ssl-explorer eval $$id && \
-	$(VENV)/bin/ssl-explorer neighbors $$id --index 17 -k 8
+	$(VENV)/bin/ssl-explorer demo
 
-test: install-dev
+# Open the dashboard on your runs only.
+app: install
+	$(VENV)/bin/ssl-explorer app
+
+# The browser test drives Debian's Chromium through Playwright (Playwright's own browser
+# download is not used). Installed with apt-get when missing and we are root.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	    else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test" >&2; fi; }
+
+test: install-dev chromium
 	bash .ci/pytest.sh
 
 clean:

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from ssl_core.runs import RunStore, default_runs_dir
@@ -188,6 +192,38 @@ def cmd_datasets(args: argparse.Namespace, store: RunStore) -> int:
     return 0
 
 
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
+    """Serve the dashboard (streamlit) over the runs folder; blocks until stopped."""
+    if not APP_SCRIPT.exists():
+        raise FileNotFoundError(f"the app is not at {APP_SCRIPT}; run from a clone of the repository "
+                                "(`pip install -e .`)")
+    if args.command == "demo":
+        added = install_demo_runs(store)
+        _log(f"demo runs in {store.root}: {', '.join(added) if added else 'already there'}")
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+               "--server.address", args.address, "--server.port", str(args.port),
+               "--server.headless", "true", "--server.maxUploadSize", "10",
+               "--browser.gatherUsageStats", "false"]
+    _log(f"ssl-explorer app on http://{args.address}:{args.port} (runs: {store.root})")
+    env = {**os.environ, "SSL_EXPLORER_RUNS": str(store.root.resolve())}
+    return subprocess.call(command, env=env)
+
+
+def install_demo_runs(store: RunStore) -> list[str]:
+    """Copy the bundled, already-trained runs of pretrained/ into the runs folder (once)."""
+    added = []
+    for source in sorted(p for p in PRETRAINED.iterdir() if (p / "config.json").exists()):
+        target = store.root / source.name
+        if not target.exists():
+            shutil.copytree(source, target)
+            added.append(source.name)
+    return added
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--runs-dir", default=argparse.SUPPRESS,
@@ -246,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("run_id")
         s.add_argument("--device", default="auto")
         s.set_defaults(func=cmd_step)
+
+    for name, text in (("app", "open the dashboard in the browser"),
+                       ("demo", "add the bundled demo runs to the runs folder, then open the dashboard")):
+        a = sub.add_parser(name, parents=[common], help=text)
+        a.add_argument("--port", type=int, default=8501)
+        a.add_argument("--address", default="127.0.0.1",
+                       help="interface to listen on (default 127.0.0.1: this machine only)")
+        a.set_defaults(func=cmd_app)
 
     sub.add_parser("methods", parents=[common], help="list methods").set_defaults(func=cmd_methods)
     sub.add_parser("datasets", parents=[common], help="list built-in datasets").set_defaults(func=cmd_datasets)

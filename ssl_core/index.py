@@ -65,8 +65,10 @@ def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
         raise IndexError(f"index {row} is out of range: run {run.id} has {len(vectors)} images (0..{len(vectors) - 1})")
     if k < 1:
         raise ValueError(f"k must be at least 1; got {k}")
+    from ssl_core.explore import Search
+
     class_names = _class_names(run)
-    distances, rows = search(load_index(run), vectors[row], min(k + 1, len(vectors)))
+    rows, distances = Search(index=load_index(run), vectors=vectors).of_row(row, k)
 
     def describe(r: int, distance: float | None = None) -> dict[str, Any]:
         label = int(labels[r])
@@ -76,7 +78,7 @@ def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
             item["distance"] = round(float(distance), 6)
         return item
 
-    hits = [describe(r, d) for r, d in zip(rows[0], distances[0]) if r != row and r >= 0][:k]
+    hits = [describe(r, d) for r, d in zip(rows, distances)]
     return {"run_id": run.id, "query": describe(row), "k": k, "metric": "cosine distance",
             "same_label": sum(h["label"] == int(labels[row]) for h in hits), "neighbors": hits}
 

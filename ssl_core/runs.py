@@ -68,13 +68,19 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
-def _process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (Linux), to tell a live run from a reused pid."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (Linux): [state, ppid, ...]."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (Linux), to tell a live run from a reused pid."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None
 
 
 def process_alive(pid: int, start_time: str | None = None) -> bool:
@@ -84,9 +90,12 @@ def process_alive(pid: int, start_time: str | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    if start_time is not None and Path("/proc").is_dir():
-        return _process_start_time(pid) == start_time
-    return True
+    fields = _proc_stat(pid)
+    if fields is None:
+        return Path("/proc").is_dir() is False  # no /proc (macOS): trust kill(0)
+    if fields[0] == "Z":
+        return False  # exited, not yet reaped by the process that started it
+    return start_time is None or fields[19] == start_time
 
 
 class Run:
@@ -156,7 +165,8 @@ class Run:
             raise ValueError(f"run {self.id}: status.json is not valid JSON ({e})") from None
         if not isinstance(status, dict) or status.get("status") not in STATUSES:
             raise ValueError(f"run {self.id}: status.json has no valid status (one of {', '.join(STATUSES)})")
-        if status["status"] == "running" and not self._owner_alive(status):
+        launched = status["status"] == "queued" and "pid" in status  # a job that never started
+        if (status["status"] == "running" or launched) and not self._owner_alive(status):
             status["status"] = "interrupted"
             status["error"] = (f"the training process (pid {status.get('pid')}) ended without a word; "
                                "resume continues from the last checkpoint")
@@ -174,8 +184,8 @@ class Run:
         if status not in STATUSES:
             raise ValueError(f"unknown status '{status}'; known: {', '.join(STATUSES)}")
         record: dict[str, Any] = {"status": status, "updated": _now()}
-        if status == "running":
-            pid = os.getpid()
+        if status == "running" or "pid" in fields:
+            pid = fields.pop("pid", os.getpid())
             record.update(pid=pid, pid_start=_process_start_time(pid), host=socket.gethostname())
         record.update(fields)
         atomic_write_json(self.path / "status.json", record)

@@ -22,6 +22,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -196,13 +197,14 @@ def _is_number(text: str) -> bool:
 def _decode_all(files: list[Path], resolution: int) -> list[np.ndarray | str]:
     """Decode in threads (Pillow releases the GIL while decoding): an image or why it failed."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda path: _decode(path, resolution), files))
+        return list(pool.map(lambda path: decode_image(path, resolution), files))
 
 
-def _decode(path: Path, resolution: int) -> np.ndarray | str:
-    """uint8 (resolution, resolution, 3), or the reason the file was skipped."""
+def decode_image(source: Path | BinaryIO, resolution: int) -> np.ndarray | str:
+    """A file path or binary stream -> uint8 (resolution, resolution, 3), or the reason it
+    cannot be used. Never raises for bad data: folders skip such files, uploads refuse them."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if image.width * image.height > MAX_PIXELS:
                 return f"{image.width}x{image.height} is over the {MAX_PIXELS:,}-pixel limit"
             # Let JPEG decode at a reduced scale that still covers the target size: much faster.

@@ -1,0 +1,69 @@
+"""Training as a separate process: start, cancel, resume.
+
+The app never trains in its own script thread: a rerun or a closed tab must neither stop nor
+duplicate a job. A job is `ssl-explorer train --resume RUN_ID` started in its own session, with
+its output in the run folder's train.log. The run folder is the only shared state: the job writes
+status.json and metrics.jsonl, the app reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ssl_core.config import RunConfig
+from ssl_core.runs import Run, RunStore, process_alive
+
+
+def _spawn(store: RunStore, run: Run, skip: tuple[str, ...] = ()) -> int:
+    args = [sys.executable, "-m", "ssl_core.cli", "train", "--resume", run.id,
+            "--runs-dir", str(store.root), "--no-progress"]
+    if skip:
+        args += ["--skip", ",".join(skip)]
+    log = (run.path / "train.log").open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A session of its own: the job outlives the app's process and its Ctrl-C.
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, env=env, cwd=Path.cwd())
+    log.close()
+    run.set_status("queued", pid=process.pid, launched_by=os.getpid())
+    return process.pid
+
+
+def start(store: RunStore, config: RunConfig, *, skip: tuple[str, ...] = ()) -> Run:
+    """Create a run for `config` and train it in the background; returns at once."""
+    from ssl_core.train import versions
+
+    run = store.create(config, extra={"versions": versions(), "command": ["app"]})
+    _spawn(store, run, skip)
+    return run
+
+
+def resume(store: RunStore, run_id: str) -> Run:
+    """Continue an interrupted or failed run from its last checkpoint, in the background."""
+    run = store.get(run_id)
+    status = run.read_status()
+    if status["status"] in ("running", "queued") and _alive(status):
+        raise ValueError(f"run {run_id} is already {status['status']}")
+    if status["status"] == "finished":
+        raise ValueError(f"run {run_id} has finished; there is nothing to resume")
+    _spawn(store, run)
+    return run
+
+
+def cancel(store: RunStore, run_id: str) -> bool:
+    """Ask a running job to stop: it checkpoints and marks itself interrupted. False if none ran."""
+    run = store.get(run_id)
+    status = run.read_status()
+    if status["status"] not in ("running", "queued") or not _alive(status):
+        return False
+    os.kill(status["pid"], signal.SIGTERM)
+    return True
+
+
+def _alive(status: dict) -> bool:
+    pid = status.get("pid")
+    return isinstance(pid, int) and process_alive(pid, status.get("pid_start"))
