@@ -42,7 +42,7 @@ def start(store: RunStore, config: RunConfig, *, skip: tuple[str, ...] = ()) -> 
     return run
 
 
-def resume(store: RunStore, run_id: str) -> Run:
+def resume(store: RunStore, run_id: str, *, skip: tuple[str, ...] = ()) -> Run:
     """Continue an interrupted or failed run from its last checkpoint, in the background."""
     run = store.get(run_id)
     status = run.read_status()
@@ -50,7 +50,7 @@ def resume(store: RunStore, run_id: str) -> Run:
         raise ValueError(f"run {run_id} is already {status['status']}")
     if status["status"] == "finished":
         raise ValueError(f"run {run_id} has finished; there is nothing to resume")
-    _spawn(store, run)
+    _spawn(store, run, skip)
     return run
 
 
