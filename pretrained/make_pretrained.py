@@ -9,6 +9,7 @@ mapped and indexed like any other run; then its checkpoint is slimmed to the met
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ def main(names: list[str]) -> None:
         shutil.copytree(run.path, target)
         status = store.get(run.id).read_status()
         atomic_write_json(target / "status.json", {**status, "pid": None, "host": None})
+        scores = json.loads((target / "eval.json").read_text())
+        atomic_write_json(target / "eval.json", {**scores, "run_id": name})
         print(f"{name}: {(target / 'eval.json').read_text()}")
     shutil.rmtree(store.root, ignore_errors=True)
 
