@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -210,7 +209,10 @@ def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
                "--browser.gatherUsageStats", "false"]
     _log(f"ssl-explorer app on http://{args.address}:{args.port} (runs: {store.root})")
     env = {**os.environ, "SSL_EXPLORER_RUNS": str(store.root.resolve())}
-    return subprocess.call(command, env=env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become the server (same pid), so a signal that stops `ssl-explorer app` stops the app.
+    os.execve(sys.executable, command, env)
 
 
 def install_demo_runs(store: RunStore) -> list[str]:

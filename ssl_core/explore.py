@@ -142,3 +142,16 @@ def image_data_uri(image: np.ndarray, size: int = 96) -> str:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def missing_steps(run: Run) -> list[str]:
+    """The post-training steps (pipeline order) whose stored output `run` lacks; each one is made
+    by `ssl-explorer <step> RUN_ID` (`eval` by `ssl-explorer eval RUN_ID`)."""
+    outputs = {
+        "embed": [run.embeddings_dir / f"{split}{suffix}" for split in ("train", "test")
+                  for suffix in (".npy", "_labels.npy", "_ids.json")],
+        "eval": [run.eval_path],
+        "project": [run.projection_dir / "umap_2d.npy"],
+        "index": [run.index_path],
+    }
+    return [step for step, paths in outputs.items() if not all(p.exists() for p in paths)]

@@ -1,0 +1,128 @@
+"""The dashboard in a real browser: the README's app command, Debian's Chromium via Playwright.
+
+Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a fresh runs folder, opens
+Explore on a bundled run, waits for the map, clicks a point, sees the neighbour grid, and saves a
+screenshot of each page under test-artifacts/. Also records how long the app took from its
+command to the first rendered map.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DEMO_RUN = "demo-simclr-shapes"
+
+if not Path(CHROMIUM).exists():
+    # CI installs chromium (`make chromium`); there, a missing browser is a failure, not a skip.
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: run `make chromium` (apt-get install chromium)")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the app exited with {process.returncode}: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the app did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("browser") / "runs"
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ssl_core.cli", "demo", "--port", str(port), "--runs-dir", str(runs_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(url, process)
+        yield url, started
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+# Screen position and id (first line of its hover text) of a point in the middle of a trace.
+# The point's row travels in customdata, and its hover text starts with its id.
+POINT_TO_CLICK = """() => {
+  const gd = document.querySelector('.js-plotly-plot');
+  const trace = gd._fullData.filter(t => t.x && t.x.length > 10)[1];
+  const layout = gd._fullLayout;
+  const box = gd.getBoundingClientRect();
+  const i = Math.floor(trace.x.length / 2);
+  return {x: box.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[i]),
+          y: box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i]),
+          id: String(trace.hovertext[i]).split('<br>')[0]};
+}"""
+
+
+def test_explore_map_click_shows_neighbours_and_every_page_renders(app_url):
+    url, started = app_url
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/explore?run={DEMO_RUN}")
+        page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=120_000)
+        page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot');"
+                               " return gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length > 0); }",
+                               timeout=60_000)
+        first_map_s = time.perf_counter() - started
+        page.screenshot(path=str(ARTIFACTS / "explore_map.png"))
+
+        point = page.evaluate(POINT_TO_CLICK)
+        assert point["id"] and point["id"] != "train/0", point
+        page.mouse.click(point["x"], point["y"])
+        # The neighbour panel names the clicked image once the click's rerun has landed.
+        page.get_by_text(f"of {point['id']} (").first.wait_for(timeout=60_000)
+        page.get_by_text("Nearest neighbours").first.wait_for()
+        captions = page.get_by_text("d=0.")
+        assert captions.count() >= 4, "the neighbour grid shows images with their distances"
+        page.screenshot(path=str(ARTIFACTS / "explore_neighbours.png"), full_page=True)
+
+        for name in ("Runs", "Train"):
+            page.get_by_role("link", name=name).first.click()
+            page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1500)
+            content = page.content()
+            assert "Traceback" not in content and "Page not found" not in content, name
+            page.screenshot(path=str(ARTIFACTS / f"{name.lower()}.png"), full_page=True)
+        browser.close()
+    (ARTIFACTS / "timing.json").write_text(json.dumps(
+        {"app_command_to_first_map_s": round(first_map_s, 1)}, indent=2) + "\n")
+    print(f"app command to first rendered map: {first_map_s:.1f} s")
