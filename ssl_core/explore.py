@@ -130,7 +130,7 @@ def encode_upload(method, data: bytes) -> np.ndarray:
     image = decode_upload(data, method.resolution)
     device = next(method.parameters()).device if any(True for _ in method.parameters()) else "cpu"
     with torch.no_grad():
-        vector = method.embed(torch.from_numpy(image)[None].to(device))
+        vector = method.embed(torch.from_numpy(np.array(image))[None].to(device))  # a writable copy
     return vector[0].cpu().numpy()
 
 

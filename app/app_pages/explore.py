@@ -1,0 +1,173 @@
+"""Explore: one run's UMAP map, the images behind any point or group, nearest neighbours, and
+search by an uploaded image. Everything shown was computed by the run's job and is only read."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import loaders
+from ssl_core.explore import ExploreData, decode_upload, encode_upload, missing_steps
+from ssl_core.runs import Run, RunStore
+from widgets.image_grid import enlarge, image_grid
+from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows
+from widgets.run_picker import pick_run
+
+MAX_GRID = 60  # images shown for a selection; the label counts cover all of it
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
+
+
+_WHAT = {"embed": "embeddings", "project": "map (UMAP projection)"}
+
+
+def why_not_explorable(run: Run) -> str | None:
+    """What stops this run's map from being shown, and what makes it; None when nothing does."""
+    try:
+        status = run.read_status()
+    except (OSError, ValueError) as e:
+        return f"Run {run.id} cannot be read: {e}"
+    state = status["status"]
+    if state in ("queued", "running"):
+        return (f"Run {run.id} is still {state} ({status.get('stage', 'starting')}). Its map appears once "
+                "the job has embedded, mapped and indexed the images: follow it on the Train page.")
+    if state in ("failed", "interrupted"):
+        return (f"Run {run.id} is {state}: {status.get('error') or 'no reason was recorded'}. Resume it on the "
+                f"Runs page, or with `ssl-explorer train --resume {run.id}`.")
+    missing = [step for step in missing_steps(run) if step in ("embed", "project")]
+    if missing:
+        commands = " then ".join(f"`ssl-explorer {step} {run.id}`" for step in missing)
+        what = " or ".join(_WHAT[step] for step in missing)
+        return f"Run {run.id} has finished training but has no {what} yet: run {commands}."
+    return None
+
+
+def caption(data: ExploreData, row: int, distance: float | None = None) -> str:
+    """'id · d=0.123 · label': what a browser test and a person both read under an image."""
+    parts = [data.ids[row]] + ([f"d={distance:.3f}"] if distance is not None else []) + [data.label_name(row)]
+    return " · ".join(parts)
+
+
+def on_map_select() -> None:
+    """A click on one point makes it the image whose neighbours are shown."""
+    rows = selected_rows(st.session_state.get("explore_map"))
+    if len(rows) == 1:
+        st.session_state["explore_row"] = int(rows[0])
+
+
+store = RunStore()
+st.title("Explore")
+run = pick_run(store, "explore", prefer=lambda s: s.status == "finished"
+               and not {"embed", "project"} & set(missing_steps(store.get(s.id))))
+if run is None:
+    st.stop()
+blocker = why_not_explorable(run)
+if blocker:
+    st.warning(blocker)
+    st.stop()
+try:
+    data = loaders.explore_data(run)
+    images = loaders.images(run)
+except (OSError, ValueError, KeyError) as e:
+    st.error(f"Cannot show run {run.id}: {e}")
+    st.stop()
+n = len(data.ids)
+
+# Widget values belong to the run they were chosen for: start a new run on row 0, colour by label.
+if st.session_state.get("explore_for_run") != run.id:
+    st.session_state["explore_for_run"] = run.id
+    st.session_state["explore_row"] = 0
+    st.session_state.pop("explore_colour", None)
+if not 0 <= st.session_state.get("explore_row", 0) < n:
+    st.session_state["explore_row"] = 0  # the run was embedded again with fewer images
+
+map_col, side_col = st.columns([5, 3], gap="medium")
+with map_col:
+    colour_by = st.selectbox("Colour by", colour_options(data), key="explore_colour",
+                             help="the label, the split, or one of the dataset's known factors")
+    figure = cached_map_figure(loaders.explore_key(run), colour_by, data)
+    event = st.plotly_chart(figure, key="explore_map", on_select=on_map_select,
+                            selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
+    n_train = int((data.splits == "train").sum())
+    thinned = (f" The map draws a fixed sample of {MAX_DISPLAY_POINTS:,} points; search uses all of them."
+               if n > MAX_DISPLAY_POINTS else "")
+    st.caption(f"{n:,} images ({n_train:,} train, {n - n_train:,} test).{thinned} Click a point for its "
+               "nearest neighbours; draw a lasso or a box (toolbar) around a group to see its images.")
+
+
+@st.fragment
+def focus_panel() -> None:
+    """One image and its neighbours. A fragment: changing the row or k redraws only this panel,
+    not the map."""
+    row_col, k_col = st.columns(2)
+    row = int(row_col.number_input("Image (row)", min_value=0, max_value=n - 1, key="explore_row",
+                                   help="rows count train images, then test images; a click on the map sets it"))
+    k = int(k_col.slider("k", min_value=1, max_value=min(50, n - 1), value=min(8, n - 1), key="explore_k"))
+    picture, facts = st.columns([1, 2])
+    picture.image(enlarge(images[row], 128))
+    facts.markdown(f"**{data.ids[row]}**  \n{data.label_name(row)} · {data.splits[row]}")
+    for name, values in data.factors.items():
+        levels = data.factor_levels.get(name)
+        value = levels[int(values[row])] if levels else f"{values[row]:.3g}"
+        facts.caption(f"{name}: {value}")
+
+    st.subheader("Nearest neighbours")
+    try:
+        search = loaders.search(run)
+    except (OSError, ValueError) as e:
+        st.warning(f"No neighbour search for this run: {e}")
+        return
+    rows, distances = search.of_row(row, k)
+    agreement = ""
+    if data.labels[row] >= 0:  # an unlabelled image has no label to share
+        same = int((data.labels[rows] == data.labels[row]).sum())
+        agreement = f": **{same} of {len(rows)} share its label**"
+    st.caption(f"of {data.ids[row]} ({data.label_name(row)}), by cosine distance d{agreement}")
+    image_grid(images[rows], [caption(data, r, d) for r, d in zip(rows, distances)], columns=4)
+
+
+with side_col:
+    focus_panel()
+
+selection = selected_rows(event)
+if len(selection) > 1:
+    st.subheader(f"Selection: {len(selection):,} images")
+    counts_col, grid_col = st.columns([1, 4])
+    counts_col.dataframe(pd.DataFrame(data.label_counts(selection), columns=["label", "images"]), hide_index=True)
+    with grid_col:
+        if len(selection) > MAX_GRID:
+            st.caption(f"showing the first {MAX_GRID} of {len(selection):,}")
+        shown = selection[:MAX_GRID]
+        image_grid(images[shown], [caption(data, r) for r in shown], columns=8)
+
+
+@st.fragment
+def upload_search() -> None:
+    """Neighbours of an uploaded image, encoded by this run's own model. A fragment: an upload
+    does not redraw the map."""
+    st.subheader("Search by image")
+    upload = st.file_uploader("An image of your own", type=UPLOAD_TYPES, key="explore_upload",
+                              help="decoded safely (size and pixel limits), resized to the run's resolution")
+    if upload is None:
+        return
+    content = upload.getvalue()
+    try:
+        picture = decode_upload(content, run.config.data.resolution)
+    except ValueError as e:
+        st.error(f"{upload.name}: {e}")
+        return
+    try:
+        search = loaders.search(run)
+        vector = encode_upload(loaders.method(run), content)
+    except (OSError, ValueError, KeyError) as e:
+        st.error(f"Cannot search this run by image: {e}")
+        return
+    k = int(st.session_state.get("explore_k", 8))
+    rows, distances = search.of_vector(vector, k)
+    query_col, hits_col = st.columns([1, 5])
+    query_col.image(enlarge(picture, 128), caption=f"{upload.name}, as the model sees it")
+    with hits_col:
+        st.caption(f"The {len(rows)} images of this run closest to yours (cosine distance d)")
+        image_grid(images[rows], [caption(data, r, d) for r, d in zip(rows, distances)], columns=8)
+
+
+upload_search()

@@ -1,0 +1,96 @@
+"""Train: choose a method, dataset and settings; the job runs in its own process."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import train_form
+from ssl_core import jobs
+from ssl_core.backbones import BACKBONES
+from ssl_core.data import DATASETS
+from ssl_core.data.online import ONLINE_SETS
+from ssl_core.methods import METHODS
+from ssl_core.pipeline import POST_STEPS
+from ssl_core.runs import RunStore
+from widgets.job_monitor import job_monitor
+from widgets.run_picker import pick_run, select_run
+
+store = RunStore()
+defaults = train_form.TrainChoices()
+st.title("Train")
+
+FOLDER = "(a folder of my images)"
+builtins = [n for n in DATASETS.names() if n not in ONLINE_SETS]
+online = [n for n in DATASETS.names() if n in ONLINE_SETS]
+
+
+def dataset_label(name: str) -> str:
+    if name in ONLINE_SETS:
+        return f"{name} (online: needs a download of ~{ONLINE_SETS[name].download_mb} MB)"
+    return name
+
+
+with st.container(border=True):
+    left, right = st.columns(2)
+    with left:
+        methods = METHODS.names()
+        method = st.selectbox("Method", methods, index=methods.index(defaults.method), key="train_method",
+                              format_func=lambda n: f"{n} ({METHODS.get(n).family})")
+        method_cls = METHODS.get(method)
+        st.caption(method_cls.description + (" Needs labelled data." if method_cls.uses_labels else ""))
+        backbones = BACKBONES.names()
+        backbone = st.selectbox("Backbone", backbones, index=backbones.index(defaults.backbone),
+                                key="train_backbone", help=f"{method} trains: {', '.join(method_cls.backbones)}")
+        choice = st.selectbox("Dataset", [*builtins, *online, FOLDER], index=builtins.index(defaults.dataset),
+                              key="train_dataset", format_func=dataset_label)
+        dataset, download = choice, False
+        if choice in ONLINE_SETS:
+            download = st.checkbox(f"Download {choice} if it is not in the data cache yet", key="train_download",
+                                   help="without this the job fails at once when the files are missing")
+        elif choice == FOLDER:
+            dataset = st.text_input("Folder path", key="train_folder", placeholder="/home/me/photos",
+                                    help="class subfolders (photos/cat/1.jpg), or a flat folder with an "
+                                         "optional labels.csv; the path is read on the machine running the app")
+        else:
+            doc = (DATASETS.get(choice).__doc__ or "").strip().splitlines()
+            st.caption(doc[0] if doc else "")
+    with right:
+        a, b = st.columns(2)
+        epochs = a.number_input("Epochs", min_value=1, value=defaults.epochs, key="train_epochs")
+        batch_size = b.number_input("Batch size", min_value=1, value=defaults.batch_size, key="train_batch_size")
+        lr = a.number_input("Learning rate", min_value=1e-6, max_value=10.0, value=defaults.lr, step=1e-4,
+                            format="%.1e", key="train_lr", help="peak rate after warm-up (AdamW, cosine decay)")
+        seed = b.number_input("Seed", min_value=0, value=defaults.seed, key="train_seed")
+        train_size = a.number_input("Train size", min_value=1, value=None, key="train_train_size",
+                                    placeholder="dataset default", help="number of train images; empty: all")
+        test_size = b.number_input("Test size", min_value=1, value=None, key="train_test_size",
+                                   placeholder="dataset default", help="number of test images; empty: all")
+        gpu = train_form.cuda_available()
+        device = st.radio("Device", train_form.DEVICES, horizontal=True, key="train_device",
+                          captions=["GPU if there is one", "", "GPU" if gpu else "no GPU on this machine"])
+    with st.expander("More settings"):
+        resolution = st.number_input("Resolution (px)", min_value=8, max_value=512, value=defaults.resolution,
+                                     key="train_resolution")
+        after = st.multiselect("After training", POST_STEPS, default=list(POST_STEPS), key="train_after",
+                               help="embed the images, score them (kNN, linear probe), compute the map, "
+                                    "build the search index: the Explore page needs all but the scores")
+
+    choices = train_form.TrainChoices(
+        method=method, backbone=backbone, dataset=dataset or "", download=download, epochs=int(epochs),
+        batch_size=int(batch_size), lr=float(lr), seed=int(seed), device=device, resolution=int(resolution),
+        train_size=None if train_size is None else int(train_size),
+        test_size=None if test_size is None else int(test_size), after_training=tuple(after))
+    problems = train_form.problems(choices)
+    for problem in problems:
+        st.error(f"Cannot start: {problem}")
+    # Checked again on the click itself, with the values that came with it.
+    if st.button("Start training", key="train_start", type="primary", disabled=bool(problems)) and not problems:
+        run = jobs.start(store, train_form.build_config(choices), skip=choices.skip)
+        select_run(run.id)
+        st.query_params["run"] = run.id
+        st.success(f"Started run {run.id}. It trains in its own process: closing this tab does not stop it.")
+
+st.subheader("Follow a run")
+run = pick_run(store, "train", prefer=lambda s: s.status in ("queued", "running"))
+if run is not None:
+    job_monitor(store, run)

@@ -1,0 +1,27 @@
+"""The ssl-explorer dashboard: `ssl-explorer app`, or `streamlit run app/streamlit_app.py`.
+
+Pages (app_pages/) stay thin: they read run folders and call ssl_core, with shared pieces in
+widgets/ and the cached loaders in loaders.py. No training and no math happen here; training
+runs as a separate process (ssl_core.jobs).
+"""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# Pages import `loaders`, `widgets.…` and the other modules beside this file. `streamlit run`
+# puts this folder on sys.path, but other runners (AppTest, `python -m streamlit` from elsewhere)
+# may not: this is the one place that makes sure.
+APP_DIR = Path(__file__).resolve().parent
+if str(APP_DIR) not in sys.path:
+    sys.path.insert(0, str(APP_DIR))
+
+st.set_page_config(layout="wide", page_title="ssl-explorer")
+
+pages = [
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,142 @@
+"""A training job as it runs: progress, speed, loss and kNN curves, cancel / resume, its log.
+
+Everything is read from the run folder (status.json, metrics.jsonl, train.log), which the job
+process writes; the app holds no handle on the process. While the job is active the panel is a
+fragment that redraws itself every 2 s, without rerunning the rest of the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import streamlit as st
+
+from ssl_core import jobs
+from ssl_core.runs import Run, RunStore
+
+REFRESH_S = 2
+LOG_TAIL_BYTES = 16_000
+# train() marks a run finished a moment before the steps after training (embed, eval, map,
+# index) mark it running again; keep watching across that gap.
+POST_STEP_GAP_S = 20
+STAGES = {"load": "loading the data", "train": "training", "embed": "embedding the images",
+          "eval": "scoring (kNN, linear probe)", "project": "computing the UMAP map",
+          "index": "building the search index", "done": "done"}
+
+
+def job_active(status: dict) -> bool:
+    if status["status"] in ("queued", "running"):
+        return True
+    if status["status"] != "finished" or status.get("stage") != "train":
+        return False
+    try:
+        updated = dt.datetime.fromisoformat(status["updated"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return (dt.datetime.now(updated.tzinfo) - updated).total_seconds() < POST_STEP_GAP_S
+
+
+def job_monitor(store: RunStore, run: Run) -> None:
+    """The live panel of `run`: refreshes itself while the job is active."""
+    try:
+        was_active = job_active(run.read_status())
+    except (OSError, ValueError) as e:
+        st.error(f"Cannot read the status of {run.id}: {e}")
+        return
+
+    @st.fragment(run_every=REFRESH_S if was_active else None)
+    def panel() -> None:
+        try:
+            status = run.read_status()
+        except (OSError, ValueError) as e:
+            st.error(f"Cannot read the status of {run.id}: {e}")
+            return
+        if job_active(status) != was_active:
+            st.rerun()  # the whole page: starts or stops the timer and redraws the buttons
+        _progress(run, status)
+        _actions(store, run, status)
+        _curves(run)
+        _log(run)
+
+    panel()
+
+
+def _progress(run: Run, status: dict) -> None:
+    metrics = run.read_metrics()
+    steps = [m for m in metrics if "loss" in m]
+    step = max([m.get("step", 0) for m in metrics], default=0)
+    total = status.get("total_steps")
+    stage = STAGES.get(status.get("stage", ""), status.get("stage", ""))
+    state = status["status"]
+    st.markdown(f"**{run.id}** · status **{state}**" + (f" · {stage}" if stage and state != "finished" else ""))
+    if total:
+        st.progress(min(step / total, 1.0), text=f"step {step} of {total}")
+    elif state in ("queued", "running"):
+        st.progress(0.0, text="starting…" if state == "queued" else stage)
+    speed, loss, knn = st.columns(3)
+    speeds = [m["images_per_s"] for m in steps if "images_per_s" in m]
+    knns = [m["knn_top1"] for m in metrics if m.get("knn_top1") is not None]
+    speed.metric("images/s", f"{speeds[-1]:,.0f}" if speeds else "–")
+    loss.metric("loss", f"{steps[-1]['loss']:.4f}" if steps else "–")
+    scores = run.read_eval() or {}
+    final = scores.get("knn_top1")
+    knn.metric("kNN top-1" + (" (final)" if final is not None else ""),
+               f"{final:.3f}" if final is not None else f"{knns[-1]:.3f}" if knns else "–")
+    if state == "failed":
+        st.error(f"The job failed: {status.get('error', 'no error text was recorded')}")
+    elif state == "interrupted":
+        st.info(status.get("error") or "The job was stopped; resume continues from the last checkpoint.")
+
+
+def _actions(store: RunStore, run: Run, status: dict) -> None:
+    state = status["status"]
+    cancel_col, resume_col, explore_col = st.columns(3)
+    if cancel_col.button("Cancel", key="train_cancel", disabled=state not in ("queued", "running"),
+                         help="stop the job after the current step; it keeps a checkpoint"):
+        if jobs.cancel(store, run.id):
+            st.toast(f"Stopping {run.id}: it writes a checkpoint, then shows as interrupted.")
+        else:
+            st.toast(f"{run.id} is not running any more.")
+    if resume_col.button("Resume", key="train_resume", disabled=state not in ("interrupted", "failed"),
+                         help="continue from the last checkpoint"):
+        try:
+            jobs.resume(store, run.id)
+        except (KeyError, ValueError) as e:
+            st.error(f"Cannot resume {run.id}: {e}")
+        else:
+            st.rerun()  # the whole page, so the panel starts refreshing
+    explore_col.page_link("app_pages/explore.py", label="Open in Explore", icon=":material/scatter_plot:",
+                          query_params={"run": run.id}, disabled=not (state == "finished" and not job_active(status)))
+
+
+def _curves(run: Run) -> None:
+    metrics = run.read_metrics()
+    losses = [{"step": m["step"], "loss": m["loss"]} for m in metrics if "loss" in m and "step" in m]
+    knns = [{"epoch": m.get("epoch", m.get("step")), "kNN top-1": m["knn_top1"]}
+            for m in metrics if m.get("knn_top1") is not None]
+    loss_col, knn_col = st.columns(2)
+    with loss_col:
+        st.caption("Training loss")
+        if losses:
+            st.line_chart(pd.DataFrame(losses), x="step", y="loss", height=260)
+        else:
+            st.caption("no steps logged yet")
+    with knn_col:
+        st.caption("kNN top-1 on held-out images, per epoch")
+        if knns:
+            st.line_chart(pd.DataFrame(knns), x="epoch", y="kNN top-1", height=260)
+        else:
+            st.caption("no kNN check yet (one runs at the end of each epoch)")
+
+
+def _log(run: Run) -> None:
+    path = run.path / "train.log"
+    with st.expander("train.log (last lines)"):
+        if not path.exists():
+            st.caption("No log: this run was not started from the app (see the terminal that started it).")
+            return
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            tail = f.read().decode("utf-8", errors="replace")
+        st.code("\n".join(tail.splitlines()[-60:]) or "(empty)", language=None)

@@ -1,0 +1,96 @@
+"""Choosing the run a page shows.
+
+One run is "the selected run" for the whole session (`SELECTED_RUN`): opening a run on the Runs
+page, starting a job on the Train page or picking one here all set it, so every page follows.
+The page's address carries it as `?run=RUN_ID`, so a link opens the same run; an id that comes
+from an address is validated with `validate_run_id` before it touches the file system.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from run_names import get_display_name
+from typing import Callable
+
+from ssl_core.runs import Run, RunStore, RunSummary, validate_run_id
+
+SELECTED_RUN = "selected_run"  # shared by every page, hence no page prefix
+QUERY_PARAM = "run"
+
+
+def select_run(run_id: str) -> None:
+    """Make `run_id` the selected run of the session (call before switching pages)."""
+    st.session_state[SELECTED_RUN] = run_id
+
+
+def describe(summary: RunSummary, run: Run | None = None) -> str:
+    """'name · method on dataset · status' for menus; the id when the run has no name."""
+    name = get_display_name(run) if run is not None else None
+    head = f"{name} ({summary.id})" if name else summary.id
+    return f"{head} · {summary.method} on {summary.dataset} · {summary.status}"
+
+
+def _adopt_query_param(store: RunStore, summaries: dict[str, RunSummary]) -> bool:
+    """A `?run=` that differs from the selected run came from a link: check it, then select it.
+    False when the link names no readable run (the error is shown)."""
+    requested = st.query_params.get(QUERY_PARAM)
+    if requested is None or requested == st.session_state.get(SELECTED_RUN):
+        return True
+    try:
+        validate_run_id(requested)
+    except ValueError as e:
+        st.error(f"The address asks for a run that cannot exist. {e}. Choose a run below.")
+        return False
+    summary = summaries.get(requested)
+    if summary is None:
+        st.error(f"The address asks for run '{requested}', but there is no such run in {store.root}. "
+                 "Choose a run below.")
+        return False
+    if summary.broken:
+        st.error(f"Run '{requested}' cannot be read: {summary.broken}")
+        return False
+    select_run(requested)
+    return True
+
+
+def pick_run(store: RunStore, page: str, label: str = "Run",
+             prefer: Callable[[RunSummary], bool] | None = None) -> Run | None:
+    """A menu of the readable runs (newest first) that starts on the selected run, or when none
+    is selected on the newest run that `prefer` accepts; returns the chosen run, or None. `page`
+    prefixes the menu's session-state key."""
+    summaries = {s.id: s for s in store.list()}
+    link_ok = _adopt_query_param(store, summaries)
+    readable = [s for s in reversed(summaries.values()) if not s.broken]
+    if not readable:
+        st.info(f"There are no runs in {store.root} yet: start one on the Train page, or run "
+                "`ssl-explorer demo` to add the bundled demo runs.")
+        return None
+    labels = {s.id: describe(s, store.get(s.id)) for s in readable}
+    key = f"{page}_run_picker"
+    # A bad link shows its error over an empty menu rather than some other run.
+    if st.session_state.get(SELECTED_RUN) not in labels and prefer is not None and link_ok:
+        preferred = [s.id for s in readable if prefer(s)]
+        if preferred:
+            select_run(preferred[0])
+    selected = st.session_state.get(SELECTED_RUN)
+    # Set the menu's value before it is drawn (Streamlit allows that, not after): it follows the
+    # session's selection even when that changed on another page.
+    if selected in labels:
+        st.session_state[key] = selected
+    else:
+        st.session_state.pop(key, None)
+
+    def on_change() -> None:
+        choice = st.session_state[key]
+        if choice is not None:
+            select_run(choice)
+            st.query_params[QUERY_PARAM] = choice
+
+    choice = st.selectbox(label, list(labels), index=None, format_func=labels.get, key=key,
+                          placeholder="Choose a run", on_change=on_change)
+    if choice is None:
+        return None
+    if st.query_params.get(QUERY_PARAM) != choice:
+        st.query_params[QUERY_PARAM] = choice  # keep the address a link to what is shown
+    return store.get(choice)

@@ -1,0 +1,161 @@
+"""The Train page: a tiny CPU job started from the form runs to the end in its own process, and
+bad combinations are refused with their reason before any run folder exists."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+import train_form
+from app_driver import open_page, texts
+from ssl_core.methods import METHODS, Method, register_method
+from ssl_core.runs import RunStore
+
+JOB_TIMEOUT_S = 120
+
+
+def fill_tiny_form(at, train_size: int = 64, test_size: int = 32):
+    at.selectbox(key="train_method").select("simclr")
+    at.selectbox(key="train_backbone").select("convnet")
+    at.selectbox(key="train_dataset").select("shapes")
+    at.number_input(key="train_epochs").set_value(1)
+    at.number_input(key="train_batch_size").set_value(32)
+    at.number_input(key="train_train_size").set_value(train_size)
+    at.number_input(key="train_test_size").set_value(test_size)
+    at.radio(key="train_device").set_value("cpu")
+    # The Explore page needs embed, project and index; the map's UMAP would cost this test
+    # ~15 s in the job's fresh process, so the job embeds and indexes only.
+    at.multiselect(key="train_after").set_value(["embed", "index"])
+    return at.run()
+
+
+def test_the_form_starts_a_background_job_that_finishes(runs_dir):
+    before = {p.name for p in runs_dir.iterdir()}
+    at = fill_tiny_form(open_page("train"))
+    assert not at.error, texts(at.error)
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (new_id,) = {p.name for p in runs_dir.iterdir()} - before
+    assert any(f"Started run {new_id}" in s for s in texts(at.success))
+    run = RunStore(runs_dir).get(new_id)
+    config = run.config
+    assert (config.method["name"], config.backbone.name, config.data.dataset) == ("simclr", "convnet", "shapes")
+    assert (config.data.train_size, config.data.test_size, config.train.epochs, config.train.device) == (64, 32, 1, "cpu")
+
+    # The page returned at once: the job trains in another process, which we wait for here.
+    deadline = time.time() + JOB_TIMEOUT_S
+    try:
+        while (status := run.read_status())["status"] in ("queued", "running") or status.get("stage") != "done":
+            assert status["status"] not in ("failed", "interrupted"), (status, (run.path / "train.log").read_text())
+            assert time.time() < deadline, f"the job did not finish in {JOB_TIMEOUT_S} s: {status}"
+            time.sleep(0.5)
+    finally:
+        status = run.read_status()
+        if status["status"] in ("queued", "running") and isinstance(status.get("pid"), int):
+            os.kill(status["pid"], signal.SIGTERM)  # the job this test started, by its pid
+    assert run.index_path.exists() and not run.projection_dir.exists()
+
+    at.run()  # the follow panel now shows the finished run with its curves
+    assert at.selectbox(key="train_run_picker").value == new_id
+    assert any(f"**{new_id}** · status **finished**" in m for m in texts(at.markdown))
+    assert at.button(key="train_cancel").disabled and at.button(key="train_resume").disabled
+    assert at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")  # loss / kNN curves
+
+
+def wait_for(run, done, what: str, timeout: float = JOB_TIMEOUT_S) -> dict:
+    deadline = time.time() + timeout
+    while not done(status := run.read_status()):
+        assert time.time() < deadline, f"{what} did not happen in {timeout} s: {status}"
+        time.sleep(0.3)
+    return status
+
+
+def test_cancel_stops_the_job_with_a_checkpoint_and_offers_resume(runs_dir):
+    at = fill_tiny_form(open_page("train"), train_size=64, test_size=32)
+    at.number_input(key="train_epochs").set_value(500).run()  # 1,000 steps: still going when cancelled
+    at.button(key="train_start").click().run()
+    run = RunStore(runs_dir).get(at.selectbox(key="train_run_picker").value)
+    try:
+        wait_for(run, lambda s: s["status"] == "running" and s.get("stage") == "train", "training")
+        at.run()
+        assert not at.button(key="train_cancel").disabled
+        at.button(key="train_cancel").click().run()
+        status = wait_for(run, lambda s: s["status"] not in ("queued", "running"), "stopping", timeout=60)
+    finally:
+        status = run.read_status()
+        if status["status"] in ("queued", "running") and isinstance(status.get("pid"), int):
+            os.kill(status["pid"], signal.SIGTERM)
+    assert status["status"] == "interrupted" and 0 < status["step"] < 1000
+    assert run.checkpoint_path.exists()
+    at.run()
+    assert any("resume continues from there" in i for i in texts(at.info)), texts(at.info)
+    assert not at.button(key="train_resume").disabled and at.button(key="train_cancel").disabled
+
+
+@pytest.fixture
+def vit_only_method():
+    """A throwaway method that trains only a ViT, to make an incompatible combination."""
+
+    @register_method
+    class VitOnly(Method):
+        name = "vit_only_test"
+        family = "test"
+        description = "a method that needs a ViT"
+        backbones = ("vit_tiny",)
+
+    yield VitOnly.name
+    METHODS.unregister(VitOnly.name)
+
+
+def test_an_incompatible_backbone_is_refused_with_the_reason_and_no_run(runs_dir, vit_only_method):
+    before = sorted(p.name for p in runs_dir.iterdir())
+    at = open_page("train")
+    at.selectbox(key="train_method").select(vit_only_method)
+    at.selectbox(key="train_backbone").select("convnet").run()
+    assert any("does not support backbone 'convnet'" in e and "vit_tiny" in e for e in texts(at.error)), texts(at.error)
+    assert at.button(key="train_start").disabled
+    at.run()
+    assert sorted(p.name for p in runs_dir.iterdir()) == before
+
+
+def test_a_missing_folder_is_refused(runs_dir, tmp_path):
+    at = open_page("train")
+    at.selectbox(key="train_dataset").select("(a folder of my images)").run()
+    at.text_input(key="train_folder").input(str(tmp_path / "nowhere")).run()
+    assert any("no folder at" in e and "nowhere" in e for e in texts(at.error)), texts(at.error)
+    assert at.button(key="train_start").disabled
+
+
+@pytest.mark.skipif(train_form.cuda_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(runs_dir):
+    at = open_page("train")
+    at.radio(key="train_device").set_value("cuda").run()
+    assert any("no CUDA GPU" in e for e in texts(at.error)), texts(at.error)
+    assert at.button(key="train_start").disabled
+
+
+def test_online_sets_are_marked_and_offer_a_download(runs_dir):
+    at = open_page("train")
+    assert "cifar10 (online: needs a download" in at.selectbox(key="train_dataset").format_func("cifar10")
+    at.selectbox(key="train_dataset").select("cifar10").run()
+    at.checkbox(key="train_download").check().run()
+    assert not at.error
+
+
+def test_the_form_builds_the_config_the_cli_would():
+    choices = train_form.TrainChoices(method="supervised", backbone="resnet18", dataset="digits", epochs=3,
+                                      batch_size=64, lr=1e-3, seed=7, device="cpu", train_size=100,
+                                      after_training=("embed", "eval"))
+    config = train_form.build_config(choices).to_dict()
+    assert config["method"] == {"name": "supervised"} and config["backbone"] == {"name": "resnet18"}
+    assert {k: config["data"][k] for k in ("dataset", "train_size", "test_size", "download")} == {
+        "dataset": "digits", "train_size": 100, "test_size": None, "download": False}
+    assert {k: config["train"][k] for k in ("epochs", "batch_size", "lr", "seed", "device")} == {
+        "epochs": 3, "batch_size": 64, "lr": 1e-3, "seed": 7, "device": "cpu"}
+    assert choices.skip == ("project", "index")
+    assert train_form.problems(choices) == []
+    assert train_form.problems(train_form.TrainChoices(after_training=("project",))) == [
+        "the steps after training read the embeddings: keep 'embed' or skip them all"]
