@@ -102,9 +102,19 @@ class VisionTransformer(Backbone):
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         return torch.cat((cls, patches), dim=1) + self.pos_embed
 
-    def forward_tokens(self, x: Tensor) -> Tensor:
-        """(B, 3, R, R) -> (B, 1 + T, dim): all tokens after the final norm, CLS first."""
+    def forward_tokens(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """(B, 3, R, R) -> (B, 1 + T, dim): all tokens after the final norm, CLS first.
+
+        keep: optional patch indices (B, K) in [0, T): only those patches (with their position
+        embeddings) enter the blocks, as in MAE's and I-JEPA's encoders; returns (B, 1 + K, dim),
+        the CLS token first, then the kept patches in the order of `keep`.
+        """
         x = self._tokens(x)
+        if keep is not None:
+            if keep.ndim != 2 or keep.shape[0] != x.shape[0]:
+                raise ValueError(f"keep must be (B, K) patch indices with B={x.shape[0]}; got {tuple(keep.shape)}")
+            patches = x[:, 1:].gather(1, keep[:, :, None].expand(-1, -1, x.shape[-1]))
+            x = torch.cat((x[:, :1], patches), dim=1)
         for block in self.blocks:
             x, _ = block(x)
         return self.norm(x)
