@@ -22,7 +22,7 @@ def cli(*args: str, runs_dir=None, env_runs=None, check: bool = True) -> subproc
         env["SSL_EXPLORER_RUNS"] = str(env_runs)
     extra = ["--runs-dir", str(runs_dir)] if runs_dir is not None else []
     result = subprocess.run([sys.executable, "-m", "ssl_core.cli", *args, *extra], env=env,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"ssl-explorer {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result
@@ -75,16 +75,16 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
 def test_a_stopped_or_killed_run_is_interrupted_and_resumes(tmp_path, how):
     runs_dir = tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "ssl_core.cli", "train", "--method", "simclr", "--epochs", "40",
+    args = [sys.executable, "-m", "ssl_core.cli", "train", "--method", "simclr", "--epochs", "12",
             "--checkpoint-every", "2", *TINY, "--runs-dir", str(runs_dir), "--skip", "project,index"]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline:
         runs = list(runs_dir.glob("*/checkpoint.pt")) if runs_dir.exists() else []
         if runs:
             break
         time.sleep(0.2)
-    assert runs, f"no checkpoint within 120 s: {process.stderr.read() if process.poll() is not None else ''}"
+    assert runs, f"no checkpoint within 300 s: {process.stderr.read() if process.poll() is not None else ''}"
     process.send_signal(getattr(signal, how))
     process.wait(timeout=60)
     run_id = runs[0].parent.name
@@ -97,4 +97,4 @@ def test_a_stopped_or_killed_run_is_interrupted_and_resumes(tmp_path, how):
     resumed = cli("train", "--resume", run_id, "--no-progress", "--skip", "project,index", runs_dir=runs_dir)
     assert resumed.stdout.strip().splitlines()[-1] == run_id
     finished = json.loads(cli("runs", "--json", runs_dir=runs_dir).stdout)[0]
-    assert finished["status"] == "finished" and finished["step"] == finished["total_steps"] == 160
+    assert finished["status"] == "finished" and finished["step"] == finished["total_steps"] == 48
