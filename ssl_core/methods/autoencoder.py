@@ -40,7 +40,8 @@ class ConvDecoder(nn.Module):
         ch = width
         for _ in range(3):
             stages += [nn.Upsample(scale_factor=2, mode="nearest"),
-                       nn.Conv2d(ch, ch // 2, 3, padding=1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(inplace=True)]
+                       nn.Conv2d(ch, ch // 2, 3, padding=1, bias=False),  # BN supplies the bias
+                       nn.BatchNorm2d(ch // 2), nn.ReLU(inplace=True)]
             ch //= 2
         stages.append(nn.Conv2d(ch, 3, 3, padding=1))
         self.net = nn.Sequential(*stages)

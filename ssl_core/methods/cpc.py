@@ -75,7 +75,9 @@ class CPCConfig(MethodConfig):
     patch_size: int = 16  # at 32 px: a 3x3 grid (CPC v2: 64-px patches, 7x7 grid at 256 px)
     stride: int = 8  # half a patch, as in both papers
     # Rows between context and target. Half-overlapping patches share pixels with the row just
-    # below, so offset 1 can be solved by matching pixels; from 2 on they share none.
+    # below, so offset 1 can be solved by matching pixels; from 2 on they share none (as in
+    # lightning-bolts' CPC v2). Offset 1 did as well on shapes (kNN 0.18 vs 0.17 at 64 steps, within
+    # noise) thanks to per-patch colour jitter, with 3x the predictions.
     min_offset: int = 2
     directions: int = 4  # 1: top-down only; 4: also bottom-up and both horizontals (CPC v2)
     context_dim: int = 256  # width of the context network
@@ -98,6 +100,9 @@ class CPC(Method):
 
     def __init__(self, backbone, cfg: CPCConfig, **kwargs):
         super().__init__(backbone, cfg, **kwargs)
+        if cfg.patch_size > self.resolution or (self.resolution - cfg.patch_size) % cfg.stride:
+            raise ValueError(f"{cfg.patch_size}-px patches at stride {cfg.stride} do not tile "
+                             f"{self.resolution}-px images; pick patch_size and stride that do")
         rows = (self.resolution - cfg.patch_size) // cfg.stride + 1
         if cfg.directions not in (1, 2, 4):
             raise ValueError(f"directions must be 1, 2 or 4; got {cfg.directions}")
@@ -119,7 +124,8 @@ class CPC(Method):
 
     def encode(self, images: Tensor) -> Tensor:
         # Mean of the patch encodings: the backbone saw only patches in training, so a patch at
-        # the trained scale, not the whole image, is what its features describe.
+        # the trained scale, not the whole image, is what its features describe. On shapes after
+        # 64 steps: kNN 0.17 this way, 0.15 with the backbone on the whole image.
         return self.grid_features(patch_grid(images, self.cfg.patch_size, self.cfg.stride)).mean(dim=(2, 3))
 
     def training_step(self, images_u8: Tensor, labels: Tensor | None) -> dict[str, Tensor]:

@@ -22,7 +22,8 @@ from ssl_core.methods.base import Method, MethodConfig, register_method
 def linear_alpha_bars(steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
     """Cumulative products of (1 - beta_t) over DDPM's linear beta schedule: (steps,) float64."""
     if steps < 1 or not 0 < beta_start <= beta_end < 1:
-        raise ValueError(f"need steps >= 1 and 0 < beta_start <= beta_end < 1; got {steps}, {beta_start}, {beta_end}")
+        raise ValueError(f"need steps >= 1 and 0 < beta_start <= beta_end < 1; "
+                         f"got {steps}, {beta_start}, {beta_end}")
     return torch.cumprod(1 - torch.linspace(beta_start, beta_end, steps, dtype=torch.float64), dim=0)
 
 
@@ -71,10 +72,12 @@ class UNet(nn.Module):
         self.time_dim = time_dim
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
         self.stem = nn.Conv2d(3, w1, 3, padding=1)
-        self.down1, self.down2, self.down3 = ResBlock(w1, w1, time_dim), ResBlock(w1, w2, time_dim), ResBlock(w2, w3, time_dim)
+        self.down1, self.down2, self.down3 = (ResBlock(w1, w1, time_dim), ResBlock(w1, w2, time_dim),
+                                              ResBlock(w2, w3, time_dim))
         self.pool1, self.pool2 = nn.Conv2d(w1, w1, 3, 2, 1), nn.Conv2d(w2, w2, 3, 2, 1)  # strided downsampling
         self.mid1, self.mid2 = ResBlock(w3, w3, time_dim), ResBlock(w3, w3, time_dim)
-        self.up3, self.up2, self.up1 = ResBlock(2 * w3, w2, time_dim), ResBlock(2 * w2, w1, time_dim), ResBlock(2 * w1, w1, time_dim)
+        self.up3, self.up2, self.up1 = (ResBlock(2 * w3, w2, time_dim), ResBlock(2 * w2, w1, time_dim),
+                                        ResBlock(2 * w1, w1, time_dim))
         self.out = nn.Sequential(nn.GroupNorm(8, w1), nn.SiLU(), nn.Conv2d(w1, 3, 3, padding=1))
         self.bottleneck_dim = w3
 

@@ -68,7 +68,8 @@ def ijepa_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared error between predicted and target token features (the paper's L2).
     pred, target: (B, N, D) -> scalar."""
     if pred.shape != target.shape or pred.ndim != 3:
-        raise ValueError(f"pred and target must both be (B, N, D); got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(f"pred and target must both be (B, N, D); "
+                         f"got {tuple(pred.shape)} and {tuple(target.shape)}")
     return F.mse_loss(pred.float(), target.float())
 
 

@@ -27,7 +27,8 @@ def patchify(images: Tensor, patch_size: int) -> Tensor:
     return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // patch_size) * (w // patch_size), -1)
 
 
-def random_masking(batch: int, num_patches: int, mask_ratio: float, device: torch.device) -> tuple[Tensor, Tensor]:
+def random_masking(batch: int, num_patches: int, mask_ratio: float,
+                   device: torch.device) -> tuple[Tensor, Tensor]:
     """Per image, a uniformly random subset of patches stays visible (MAE's shuffle-and-keep).
 
     Returns keep (B, K) visible patch indices, K = round(T * (1 - mask_ratio)) >= 1, and
@@ -50,9 +51,11 @@ def mae_loss(pred: Tensor, patches: Tensor, mask: Tensor, norm_pix: bool = True,
     paper's better-performing target). Returns a scalar.
     """
     if pred.shape != patches.shape or pred.ndim != 3:
-        raise ValueError(f"pred and patches must both be (B, T, P); got {tuple(pred.shape)} and {tuple(patches.shape)}")
+        raise ValueError(f"pred and patches must both be (B, T, P); "
+                         f"got {tuple(pred.shape)} and {tuple(patches.shape)}")
     if mask.shape != pred.shape[:2] or mask.dtype != torch.bool:
-        raise ValueError(f"mask must be bool (B, T) = {tuple(pred.shape[:2])}; got {mask.dtype} {tuple(mask.shape)}")
+        raise ValueError(f"mask must be bool (B, T) = {tuple(pred.shape[:2])}; "
+                         f"got {mask.dtype} {tuple(mask.shape)}")
     target = patches.float()
     if norm_pix:
         mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
@@ -110,7 +113,7 @@ class MAEConfig(MethodConfig):
 class MAE(Method):
     name = "mae"
     family = "masked-prediction"
-    description = "masked autoencoder: the ViT sees 25% of patches, a small decoder redraws the rest (He et al. 2022)"
+    description = "the ViT sees 25% of patches, a small decoder redraws the hidden ones' pixels (He et al. 2022)"
     backbones = ("vit_tiny",)
     Config = MAEConfig
 

@@ -47,7 +47,8 @@ def moco_infonce(q: Tensor, k: Tensor, queue: Tensor, temperature: float, ignore
 
 
 @torch.no_grad()
-def enqueue(queue: Tensor, ptr: Tensor, keys: Tensor, ids: Tensor | None = None, queue_ids: Tensor | None = None) -> None:
+def enqueue(queue: Tensor, ptr: Tensor, keys: Tensor, ids: Tensor | None = None,
+            queue_ids: Tensor | None = None) -> None:
     """FIFO, in place: write keys (B, D) over the B oldest rows of queue (K, D) starting at `ptr`
     (a 0-d long tensor, the oldest row), wrapping round, and advance `ptr`; `ids` (B,) go to the
     same rows of `queue_ids` (K,) when given.
@@ -164,7 +165,8 @@ class MoCo(Method):
         queries_in, keys_in = (torch.cat([x1, x2]), torch.cat([x2, x1])) if self.cfg.symmetric else (x1, x2)
         q = self._project(self.backbone, self.projector, queries_in, shuffle=False)
         with torch.no_grad():
-            k = F.normalize(self._project(self.key_backbone, self.key_projector, keys_in, shuffle=True).float(), dim=1)
+            k = self._project(self.key_backbone, self.key_projector, keys_in, shuffle=True)
+            k = F.normalize(k.float(), dim=1)
         if self.cfg.symmetric:
             ids = torch.cat([ids, ids])
         own_image = ids[:, None] == self.queue_ids[None, :]  # (B, K)
@@ -174,6 +176,8 @@ class MoCo(Method):
         return {"loss": loss}
 
     def after_step(self, step: int, total_steps: int) -> None:
-        m = cosine_momentum(step, total_steps, self.cfg.momentum) if self.cfg.momentum_cosine else self.cfg.momentum
+        m = self.cfg.momentum
+        if self.cfg.momentum_cosine:
+            m = cosine_momentum(step, total_steps, m)
         ema_update(self.key_backbone, self.backbone, m)
         ema_update(self.key_projector, self.projector, m)

@@ -75,7 +75,8 @@ def data_and_noise(images_u8: Tensor, rank: int | None = None) -> tuple[Tensor, 
     if images_u8.dtype != torch.uint8 or images_u8.ndim != 4:
         raise ValueError(f"expected uint8 images (B, H, W, C); got {images_u8.dtype} {tuple(images_u8.shape)}")
     b = images_u8.shape[0]
-    noise = sample_noise(*fit_noise_model(images_u8.reshape(b, -1).float(), rank), b)
+    with torch.autocast(images_u8.device.type, enabled=False):  # float32 even in a bf16 run
+        noise = sample_noise(*fit_noise_model(images_u8.reshape(b, -1).float(), rank), b)
     noise = noise.clamp(0, 255).round().to(torch.uint8).view_as(images_u8)
     labels = torch.cat([torch.ones(b, device=images_u8.device), torch.zeros(b, device=images_u8.device)])
     return torch.cat([images_u8, noise]), labels

@@ -1,8 +1,9 @@
 """`pixels`: the image itself, normalized and shrunk, as the representation. No training.
 
 The floor that any learned encoder must clear to be worth its compute: on small digit sets a
-kNN over 16x16 pixels already reaches ~93% top-1, on natural images it is weak. It ignores the
-backbone it is given (the registry always passes one), so it never depends on weights.
+weighted kNN over 16x16 pixels is strong (measured: top-1 0.94 on mnist5k, 0.99 on digits, where
+the random-init convnet gets 0.89 and 0.96); on shapes it gets 0.20 (random convnet: 0.16).
+It ignores the backbone it is given (the registry always passes one), so no weights matter.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Pixels(Method):
     name = "pixels"
     family = "baseline"
     description = ("the normalized image shrunk to 16x16, flattened: a floor that is strong on digits "
-                   "(~93% kNN on small digit sets) and weak on natural images")
+                   "(kNN ~94% on mnist5k) and weak on natural images")
     trainable = False
     Config = PixelsConfig
 

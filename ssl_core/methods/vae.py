@@ -60,7 +60,7 @@ class VAEConfig(MethodConfig):
 class VAE(Method):
     name = "vae"
     family = "generative"
-    description = "variational autoencoder: Gaussian code from the backbone, conv decoder, ELBO (Kingma & Welling 2014)"
+    description = "Gaussian code from the backbone, conv decoder, negative ELBO loss (Kingma & Welling 2014)"
     Config = VAEConfig
 
     def __init__(self, backbone, cfg: VAEConfig, **kwargs):

@@ -76,3 +76,5 @@ def test_rejects_bad_arguments():
         grid_info_nce(torch.randn(2, 3, 2, 3), torch.randn(2, 3, 3, 3), 2)
     with pytest.raises(ValueError, match="nothing to predict"):
         build_method({"name": "cpc", "min_offset": 3}, "convnet", resolution=32, num_classes=2)
+    with pytest.raises(ValueError, match="do not tile"):
+        build_method({"name": "cpc"}, "convnet", resolution=28, num_classes=2)

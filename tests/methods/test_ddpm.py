@@ -57,7 +57,7 @@ def test_embedding_is_the_pooled_bottleneck_and_depends_on_the_image_alone(metho
 
 def test_steps_draw_timesteps_and_noise_from_the_global_rng(method):
     method.train()
-    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    images = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
     with torch.no_grad():
         torch.manual_seed(5)
         first = method.training_step(images, None)["loss"]

@@ -133,10 +133,10 @@ def test_teacher_gets_no_gradient_and_moves_by_ema():
 
 def test_teacher_temperature_warms_up_linearly():
     model = _model(warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_fraction=0.5)
-    temps = [float(model.teacher_temp())]
+    temps = [float(model.current_teacher_temp())]
     for step in range(10):
         model.after_step(step, 10)
-        temps.append(float(model.teacher_temp()))
+        temps.append(float(model.current_teacher_temp()))
     assert temps[0] == pytest.approx(0.04)
     assert temps[2] == pytest.approx(0.04 + 0.03 * 0.4)
     assert temps[5] == pytest.approx(0.07) and temps[10] == pytest.approx(0.07)

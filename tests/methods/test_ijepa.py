@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from ssl_core.methods import build_method
-from ssl_core.methods.ijepa import ijepa_loss, sample_masks
+from ssl_core.backbones.vit import VisionTransformer
+from ssl_core.methods.ijepa import IJEPA, ijepa_loss, sample_masks
 
 CPU = torch.device("cpu")
 
@@ -52,15 +52,23 @@ def test_context_is_most_of_the_image_without_targets():
 def test_loss_is_the_mean_squared_error():
     g = torch.Generator().manual_seed(0)
     pred, target = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 4, generator=g)
-    naive = sum(float((pred[i, j, k] - target[i, j, k]) ** 2) for i in range(2) for j in range(3) for k in range(4)) / 24
+    naive = sum(float((pred[i, j, k] - target[i, j, k]) ** 2)
+                for i in range(2) for j in range(3) for k in range(4)) / 24
     assert ijepa_loss(pred, target).item() == pytest.approx(naive, rel=1e-6)
     with pytest.raises(ValueError, match=r"\(B, N, D\)"):
         ijepa_loss(pred, target[:, :2])
 
 
-def test_target_encoder_gets_no_gradient_and_moves_by_ema():
+def small_ijepa() -> IJEPA:
+    """I-JEPA over vit_tiny's class at a fraction of its size (8x8 grid of 4-px patches)."""
     torch.manual_seed(0)
-    method = build_method({"name": "ijepa", "predictor_depth": 1}, "vit_tiny", resolution=32, num_classes=2)
+    vit = VisionTransformer(32, patch_size=4, dim=24, depth=2, heads=3)
+    return IJEPA(vit, IJEPA.Config(predictor_dim=12, predictor_depth=1), resolution=32, num_classes=2,
+                 mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+def test_target_encoder_gets_no_gradient_and_moves_by_ema():
+    method = small_ijepa()
     images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
     optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
     method.training_step(images, None)["loss"].backward()
@@ -77,7 +85,6 @@ def test_target_encoder_gets_no_gradient_and_moves_by_ema():
 
 
 def test_encode_average_pools_the_target_encoders_patch_tokens():
-    torch.manual_seed(0)
-    method = build_method({"name": "ijepa", "predictor_depth": 1}, "vit_tiny", resolution=32, num_classes=2).eval()
+    method = small_ijepa().eval()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(method.encode(x), method.target_encoder.forward_tokens(x)[:, 1:].mean(1))

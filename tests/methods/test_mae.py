@@ -6,9 +6,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_core.backbones import build_backbone
-from ssl_core.methods import build_method
-from ssl_core.methods.mae import mae_loss, patchify, random_masking
+from ssl_core.backbones.vit import VisionTransformer
+from ssl_core.methods.mae import MAE, mae_loss, patchify, random_masking
+
+
+def small_vit() -> VisionTransformer:
+    """vit_tiny's class at a fraction of its size (4-px patches, 8x8 grid), for speed."""
+    torch.manual_seed(0)
+    return VisionTransformer(32, patch_size=4, dim=24, depth=2, heads=3).eval()
+
+
+def small_mae(**overrides) -> MAE:
+    return MAE(small_vit(), MAE.Config(**overrides), resolution=32, num_classes=2,
+               mean=(0.5,) * 3, std=(0.25,) * 3).eval()
 
 
 def test_patchify_matches_a_loop_over_patches():
@@ -65,13 +75,12 @@ def test_loss_rejects_bad_shapes():
 
 
 def test_vit_with_keep_ignores_hidden_patches_and_keep_all_is_the_full_forward():
-    torch.manual_seed(0)
-    vit = build_backbone("vit_tiny", 32).eval()
+    vit = small_vit()
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(vit.forward_tokens(x, torch.arange(64).expand(2, 64)), vit.forward_tokens(x))
     keep = torch.tensor([[0, 5, 9], [63, 1, 2]])
     out = vit.forward_tokens(x, keep)
-    assert out.shape == (2, 4, 192)
+    assert out.shape == (2, 4, 24)
     y = x.clone()
     y[:, :, 12:16, 12:16] = 9.0  # patch 3*8+3 = 27, hidden in both images
     torch.testing.assert_close(vit.forward_tokens(y, keep), out)
@@ -81,13 +90,10 @@ def test_vit_with_keep_ignores_hidden_patches_and_keep_all_is_the_full_forward()
 
 
 def test_encode_pools_patch_tokens_or_the_cls_token():
-    torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
-    mean = build_method({"name": "mae"}, "vit_tiny", resolution=32, num_classes=2).eval()
-    cls = build_method({"name": "mae", "pool": "cls"}, "vit_tiny", resolution=32, num_classes=2).eval()
-    cls.load_state_dict(mean.state_dict())
+    mean, cls = small_mae(), small_mae(pool="cls")
     tokens = mean.backbone.forward_tokens(x)
     torch.testing.assert_close(mean.encode(x), tokens[:, 1:].mean(1))
     torch.testing.assert_close(cls.encode(x), tokens[:, 0])
     with pytest.raises(ValueError, match="pool"):
-        build_method({"name": "mae", "pool": "max"}, "vit_tiny", resolution=32, num_classes=2)
+        small_mae(pool="max")
