@@ -23,6 +23,9 @@ install-dev: $(PY)
 # With a CUDA torch already in the environment: everything else, torch left as it is.
 install-gpu: $(PY)
 	$(PY) -m pip install --quiet -e ".[gpu]"
+	# faiss-cpu (a core dependency) and faiss-gpu-cu12 write the same files: keep the GPU build's.
+	$(PY) -m pip uninstall --quiet -y faiss-cpu
+	$(PY) -m pip install --quiet --force-reinstall --no-deps faiss-gpu-cu12
 
 # Open the dashboard on the bundled, already-trained runs (http://127.0.0.1:8501).
 demo: install

@@ -19,6 +19,7 @@ import numpy as np
 import streamlit as st
 
 from ssl_core.explore import ExploreData, Search, load_explore_data, load_search, run_images
+from ssl_core.project import PCA_FILE, UMAP_FILE
 from ssl_core.runs import Run
 
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -55,7 +56,10 @@ def _images(root: str, run_id: str, stamp: Fingerprint) -> np.ndarray:
 
 def explore_key(run: Run) -> tuple[str, str, Fingerprint]:
     """Identifies one version of a run's map data: a cache key for what is derived from it."""
-    stamp = fingerprint(run, run.config_path, run.projection_dir / "umap_2d.npy", *_embedding_files(run))
+    # Both maps: the job writes the PCA map first and the UMAP map later; either file appearing
+    # or changing makes a new key, so the page swaps to UMAP as soon as it is there.
+    stamp = fingerprint(run, run.config_path, run.projection_dir / PCA_FILE, run.projection_dir / UMAP_FILE,
+                        *_embedding_files(run))
     return str(run.path.parent), run.id, stamp
 
 
@@ -65,8 +69,8 @@ def explore_data(run: Run) -> ExploreData:
 
 def images(run: Run) -> np.ndarray:
     """uint8 (N, H, W, 3), rows in map order. Generated sets are regenerated from config.json,
-    so the config's fingerprint is enough."""
-    return _images(str(run.path.parent), run.id, fingerprint(run, run.config_path))
+    so the config's fingerprint is enough; imported runs store theirs (dataset/images.npy)."""
+    return _images(str(run.path.parent), run.id, fingerprint(run, run.config_path, run.path / "dataset" / "images.npy"))
 
 
 # -- objects: st.cache_resource ---------------------------------------------------------------
@@ -75,12 +79,12 @@ def _search(root: str, run_id: str, stamp: Fingerprint) -> Search:
     return load_search(Run(Path(root) / run_id))
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the trained model…")
+@st.cache_resource(max_entries=2, show_spinner="Loading the run's encoder…")
 def _method(root: str, run_id: str, stamp: Fingerprint):
-    from ssl_core.train import load_method
+    from ssl_core.encoders import load_run_encoder
 
     # One uploaded image at a time: the CPU is enough and leaves the GPU to training jobs.
-    return load_method(Run(Path(root) / run_id), "cpu")
+    return load_run_encoder(Run(Path(root) / run_id), "cpu")
 
 
 def search(run: Run) -> Search:

@@ -23,5 +23,6 @@ pages = [
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+    st.Page("app_pages/import_page.py", title="Import", icon=":material/upload_file:", url_path="import"),
 ]
 st.navigation(pages).run()

@@ -10,21 +10,28 @@ ceiling. ViT-only methods (MAE, I-JEPA) are compared with a random-init ViT too.
 
 Rows are appended to bench/results/methods_cpu.json as they finish and the Markdown table is
 rewritten each time, so an interrupted benchmark resumes where it stopped (--fresh to start over).
+
+On a machine with many cores, `--jobs 7 --threads 2` runs seven rows at once, each in its own
+process pinned (taskset) to its own two cores, so each row still sees a 2-core CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.embed import embed_run
+from ssl_core.embed import embed_run, load_embeddings
 from ssl_core.evaluate import evaluate_run
 from ssl_core.methods import METHODS
 from ssl_core.runs import RunStore
@@ -43,7 +50,7 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore) -
         data=DataConfig(dataset=dataset, train_size=args.train_size, test_size=args.test_size),
         backbone=BackboneConfig(backbone), method={"name": method},
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device="cpu",
-                          seed=0, knn_every=0, checkpoint_every=10**9, log_every=10**9))
+                          seed=0, knn_every=0, checkpoint_every=10**9, log_every=10))
     run = store.create(config)
     started = time.perf_counter()
     train(run, progress=False)
@@ -52,27 +59,76 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore) -
     embed_run(run, device="cpu", progress=False)
     scores = evaluate_run(run)
     images = status["total_steps"] * min(args.batch_size, scores["num_train"])
+    # Evidence for a row that does not beat random init: did the loss fall, did the embedding
+    # collapse (effective rank, Roy & Vetterli 2007, as RankMe uses it)?
+    losses = [m["loss"] for m in run.read_metrics() if "loss" in m]
+    test_vectors = load_embeddings(run, "test")[0]
     return {"method": method, "family": METHODS.get(method).family, "backbone": backbone, "dataset": dataset,
             "knn_top1": scores["knn_top1"], "linear_top1": scores["linear_top1"],
             "seconds": round(seconds, 1), "images_per_s": round(images / seconds, 1) if images else None,
-            "steps": status["total_steps"]}
+            "steps": status["total_steps"],
+            "loss_first": round(losses[0], 4) if losses else None, "loss_last": round(losses[-1], 4) if losses else None,
+            "effective_rank": round(effective_rank(test_vectors), 1), "embedding_dim": int(test_vectors.shape[1])}
+
+
+def effective_rank(vectors) -> float:
+    """exp(entropy) of the normalized singular values of the centred embeddings: 1 for a
+    collapsed embedding, D for one that spreads evenly over all D dimensions."""
+    import numpy as np
+
+    x = vectors - vectors.mean(axis=0)
+    s = np.linalg.svd(x.astype(np.float64), compute_uv=False)
+    p = s / max(s.sum(), 1e-12)
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_table(rows: list[dict], args) -> None:
+    threads = args.threads or torch.get_num_threads()
+    parallel = f", {args.jobs} rows at a time, each pinned to its own {threads} cores" if args.jobs > 1 else ""
     lines = [f"# Methods on CPU: same budget for every method",
              "",
              f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr}, {args.train_size} train / "
-             f"{args.test_size} test images at 32 px, seed 0; {torch.get_num_threads()} CPU threads, "
-             f"torch {torch.__version__}, {platform.processor() or platform.machine()}.",
+             f"{args.test_size} test images at 32 px, seed 0; {threads} CPU threads per row{parallel}; "
+             f"torch {torch.__version__}, {cpu_name()}.",
              f"Command: `python bench/methods.py {' '.join(args.argv)}`".rstrip(),
              "",
-             "| dataset | method | family | backbone | kNN top-1 | linear top-1 | seconds | images/s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "",
+             "Loss: the training loss at step 10 and at the last step (single steps, so noisy).",
+             "Rank: effective rank of the test embeddings (1 = collapsed) out of their dimension.",
+             "",
+             "| dataset | method | family | backbone | kNN top-1 | linear top-1 | seconds | images/s | loss first → last | rank / dim |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], -(r["knn_top1"] or 0))):
         ips = f"{r['images_per_s']:.0f}" if r["images_per_s"] else "-"
+        loss = f"{r['loss_first']:.3g} → {r['loss_last']:.3g}" if r.get("loss_first") is not None else "-"
+        rank = f"{r['effective_rank']:.0f} / {r['embedding_dim']}" if r.get("effective_rank") is not None else "-"
         lines.append(f"| {r['dataset']} | {r['method']} | {r['family']} | {r['backbone']} | {r['knn_top1']:.3f} | "
-                     f"{r['linear_top1']:.3f} | {r['seconds']:.0f} | {ips} |")
+                     f"{r['linear_top1']:.3f} | {r['seconds']:.0f} | {ips} | {loss} | {rank} |")
     (RESULTS / "methods_cpu.md").write_text("\n".join(lines) + "\n")
+
+
+def run_in_subprocess(job: tuple[str, str, str], cores: str, args) -> dict:
+    """One row in its own process, pinned to `cores`: a fair share of a many-core machine."""
+    method, backbone, dataset = job
+    cmd = ["taskset", "-c", cores, sys.executable, str(Path(__file__).resolve()), "--one",
+           f"{method}:{backbone}:{dataset}", "--threads", str(args.threads), "--epochs", str(args.epochs),
+           "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--train-size", str(args.train_size),
+           "--test-size", str(args.test_size)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{job} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -80,15 +136,24 @@ def main() -> None:
     parser.add_argument("--methods", default="all", help="comma-separated names, or all")
     parser.add_argument("--datasets", default="shapes,mnist5k")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--train-size", type=int, default=4000)
+    parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows")
-    import sys
-
+    parser.add_argument("--jobs", type=int, default=1, help="rows trained at once, each in its own pinned process")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per row (0: torch's default)")
+    parser.add_argument("--first-core", type=int, default=0, help="with --jobs: leave the cores below this free")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # METHOD:BACKBONE:DATASET, worker mode
     args = parser.parse_args()
     args.argv = sys.argv[1:]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one:
+        method, backbone, dataset = args.one.split(":")
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(bench_one(method, backbone, dataset, args, RunStore(tmp))), flush=True)
+        return
     methods = METHODS.names() if args.methods == "all" else args.methods.split(",")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "methods_cpu.json"
@@ -97,17 +162,48 @@ def main() -> None:
     jobs = [(m, backbone_for(m)) for m in methods]
     if any(b == "vit_tiny" for _, b in jobs) and "random" in methods:
         jobs.append(("random", "vit_tiny"))  # the floor for ViT-only methods
-    with tempfile.TemporaryDirectory() as tmp:
-        store = RunStore(tmp)
-        for dataset in args.datasets.split(","):
-            for method, backbone in jobs:
-                if (method, backbone, dataset) in done:
-                    continue
-                row = bench_one(method, backbone, dataset, args, store)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-                out.write_text(json.dumps(rows, indent=2) + "\n")
-                write_table(rows, args)
+    todo = [(m, b, d) for d in args.datasets.split(",") for m, b in jobs if (m, b, d) not in done]
+
+    def record(row: dict) -> None:
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_table(rows, args)
+
+    if args.jobs <= 1:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = RunStore(tmp)
+            for job in todo:
+                record(bench_one(*job, args, store))
+        return
+    threads = args.threads or 1
+    if args.first_core + args.jobs * threads > (os.cpu_count() or 1):
+        raise SystemExit(f"--jobs {args.jobs} x --threads {threads} from core {args.first_core} needs more "
+                         f"than {os.cpu_count()} cores")
+    free = [",".join(str(args.first_core + j * threads + t) for t in range(threads)) for j in range(args.jobs)]
+    # The slowest rows (ViTs, the diffusion UNet) start first so that they do not finish last.
+    slow = {"mae", "ijepa", "ddpm", "dino", "cpc"}
+    todo.sort(key=lambda job: job[0] not in slow)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        pending = {}
+        for job in todo:
+            if not free:
+                finished = next(iter_done(pending))
+                free.append(pending.pop(finished))
+                record(finished.result())
+            cores = free.pop()
+            pending[pool.submit(run_in_subprocess, job, cores, args)] = cores
+        while pending:
+            finished = next(iter_done(pending))
+            pending.pop(finished)
+            record(finished.result())
+
+
+def iter_done(pending: dict):
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+    yield from done
 
 
 if __name__ == "__main__":

@@ -43,13 +43,12 @@ def _log(message: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
-    from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-    from ssl_core.methods import check_compatible
-    from ssl_core.methods.base import method_config
+    from ssl_core import distributed
     from ssl_core.pipeline import run_all
-    from ssl_core.train import resolve_device, versions
 
     skip = [s for s in (args.skip or "").split(",") if s]
+    if distributed.launched_by_torchrun():
+        return _train_distributed(args, store, skip)
     if args.resume:
         run = store.get(args.resume)
         status = run.read_status()["status"]
@@ -59,6 +58,24 @@ def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
         run_all(run, resume=True, skip=skip, progress=not args.no_progress, log=_log)
         print(run.id)
         return 0
+    run = _create_run(args, store)
+    _log(f"run {run.id} in {store.root}")
+    run_all(run, skip=skip, progress=not args.no_progress, log=_log)
+    scores = run.read_eval()
+    if scores and scores.get("knn_top1") is not None:
+        _log(f"kNN top-1 {scores['knn_top1']:.3f}, linear top-1 {scores['linear_top1']:.3f}")
+    print(run.id)
+    return 0
+
+
+def _create_run(args: argparse.Namespace, store: RunStore):
+    """A new run folder from the command line's options, after refusing bad combinations."""
+    from ssl_core import distributed
+    from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+    from ssl_core.methods import check_compatible
+    from ssl_core.methods.base import method_config
+    from ssl_core.train import resolve_device, versions
+
     train = TrainConfig(**{k: v for k, v in {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
         "device": args.device, "checkpoint_every": args.checkpoint_every,
@@ -78,15 +95,48 @@ def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
         if value < 1:
             raise ValueError(f"{name} must be at least 1; got {value}")
     device = resolve_device(train.device)
-    run = store.create(config, extra={"versions": versions(), "device_resolved": str(device),
-                                      "command": sys.argv[1:] if sys.argv else []})
-    _log(f"run {run.id} in {store.root}")
-    run_all(run, skip=skip, progress=not args.no_progress, log=_log)
-    scores = run.read_eval()
-    if scores and scores.get("knn_top1") is not None:
-        _log(f"kNN top-1 {scores['knn_top1']:.3f}, linear top-1 {scores['linear_top1']:.3f}")
-    print(run.id)
-    return 0
+    extra = {"versions": versions(), "device_resolved": str(device), "command": sys.argv[1:] if sys.argv else []}
+    ctx = distributed.context()
+    if ctx.active:
+        extra["processes"] = ctx.world_size
+    return store.create(config, extra=extra)
+
+
+def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str]) -> int:
+    """One process of a torchrun launch: rank 0 makes (or checks) the run folder and tells the
+    others its id; all train; rank 0 alone runs the post-training steps."""
+    from ssl_core import distributed
+    from ssl_core.pipeline import POST_STEPS, run_post_steps
+    from ssl_core.train import train
+
+    ctx = distributed.setup(args.device or "auto")
+    try:
+        run_id, error = None, None
+        if ctx.is_main:
+            try:
+                if args.resume:
+                    run = store.get(args.resume)
+                    if run.read_status()["status"] == "running":
+                        raise ValueError(f"run {run.id} is still running (see `ssl-explorer runs`)")
+                else:
+                    run = _create_run(args, store)
+                run_id = run.id
+                _log(f"run {run.id} in {store.root}, {ctx.world_size} processes")
+            except Exception as e:  # every rank must hear of it, or the others wait forever
+                error = f"{type(e).__name__}: {e}"
+        run_id = distributed.broadcast_text(run_id if error is None else "\0" + error)
+        if run_id.startswith("\0"):
+            raise ValueError(run_id[1:])
+        run = store.get(run_id)
+        train(run, resume=bool(args.resume), progress=not args.no_progress)
+        steps = [s for s in POST_STEPS if s not in set(skip)]
+        if ctx.is_main and steps:
+            run_post_steps(run, steps, device=run.config.train.device, progress=not args.no_progress, log=_log)
+        if ctx.is_main:
+            print(run.id)
+        return 0
+    finally:
+        distributed.cleanup()
 
 
 def _check_dataset_name(name: str) -> None:
@@ -167,6 +217,36 @@ def cmd_step(args: argparse.Namespace, store: RunStore) -> int:
         _ensure_embeddings(run, args.device)
     results = run_post_steps(run, [args.command], device=args.device, log=_log)
     print(json.dumps(results[args.command], indent=2))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.importer import import_embeddings
+
+    result = import_embeddings(
+        store, images=args.images, embeddings=args.embeddings, labels=args.labels, name=args.name,
+        match=args.match, resolution=args.resolution, skip_invalid=args.skip_invalid,
+        vector_column=args.vector_column, image_column=args.image_column, label_column=args.label_column,
+        seed=args.seed, progress=lambda fraction, text: _log(f"[{fraction:4.0%}] {text}"))
+    for line in [*result.notes, *(f"warning: {w}" for w in result.warnings)]:
+        _log(line)
+    print(result.run.id)
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.config import DataConfig
+    from ssl_core.encoders import encode_dataset, encoder_spec
+
+    spec = encoder_spec(library="torchscript" if args.torchscript else args.library,
+                        weights=args.torchscript or args.weights, architecture=args.arch,
+                        input_size=args.input_size, normalize=args.normalize)
+    _check_dataset_name(args.dataset)
+    data = DataConfig(dataset=args.dataset, resolution=args.resolution, train_size=args.train_size,
+                      test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir)
+    run = encode_dataset(store, data, spec, name=args.name, device=args.device, log=_log,
+                         progress=None if not args.no_progress else lambda fraction, text: None)
+    print(run.id)
     return 0
 
 
@@ -292,6 +372,42 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--address", default="127.0.0.1",
                        help="interface to listen on (default 127.0.0.1: this machine only)")
         a.set_defaults(func=cmd_app)
+
+    i = sub.add_parser("import", parents=[common], help="make a run from embeddings computed elsewhere and their images")
+    i.add_argument("--images", required=True, help="a folder of images, or a .parquet with a column of image bytes")
+    i.add_argument("--embeddings", required=True, help=".npy (N x D), or .parquet/.csv with one vector column")
+    i.add_argument("--labels", help=".csv/.parquet: id column (or row order), `label`, `split`, metadata columns")
+    i.add_argument("--name", help="display name of the run (also part of its id)")
+    i.add_argument("--match", default="auto", choices=("auto", "name", "order"),
+                   help="embeddings to images: by file name (needs an id column) or by sorted order (default: "
+                        "by name when the embeddings have ids)")
+    i.add_argument("--resolution", type=int, default=64, help="size of the stored images in px (default 64)")
+    i.add_argument("--skip-invalid", action="store_true",
+                   help="leave out rows with NaN/infinite vectors or unreadable images (named in warnings)")
+    i.add_argument("--vector-column", help="the embeddings table's vector column (default: the only one)")
+    i.add_argument("--image-column", help="the parquet's image-bytes column (default: the only one)")
+    i.add_argument("--label-column", help="the column of class labels (default: `label`)")
+    i.add_argument("--seed", type=int, default=0, help="seed of the train/test split and the map")
+    i.set_defaults(func=cmd_import)
+
+    c = sub.add_parser("encode", parents=[common], help="make a run from your own encoder (local weights) on a dataset")
+    model = c.add_mutually_exclusive_group(required=True)
+    model.add_argument("--arch", help="a torchvision (or, with --library timm, timm) architecture, e.g. resnet18")
+    model.add_argument("--torchscript", metavar="FILE", help="a TorchScript encoder file")
+    c.add_argument("--weights", metavar="FILE", help="the architecture's state dict (torch.save(model.state_dict()))")
+    c.add_argument("--library", default="torchvision", choices=("torchvision", "timm"))
+    c.add_argument("--dataset", default="shapes", help="a name from `ssl-explorer datasets`, or a folder path")
+    c.add_argument("--resolution", type=int, default=32, help="resolution of the dataset's images (default 32)")
+    c.add_argument("--input-size", type=int, help="size fed to the encoder (default 224; TorchScript: --resolution)")
+    c.add_argument("--normalize", default="imagenet", choices=("imagenet", "none"))
+    c.add_argument("--train-size", type=int)
+    c.add_argument("--test-size", type=int)
+    c.add_argument("--data-seed", type=int, default=0)
+    c.add_argument("--data-dir", help="cache of online datasets (default $SSL_EXPLORER_DATA)")
+    c.add_argument("--device", default="auto")
+    c.add_argument("--name", help="display name of the run")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_encode)
 
     sub.add_parser("methods", parents=[common], help="list methods").set_defaults(func=cmd_methods)
     sub.add_parser("datasets", parents=[common], help="list built-in datasets").set_defaults(func=cmd_datasets)

@@ -42,10 +42,10 @@ def _save_npy(path, array: np.ndarray) -> None:
 def embed_run(run: Run, *, device: torch.device | str = "cpu", data: ImageSet | None = None,
               progress: bool = True) -> dict[str, int]:
     """Write embeddings/<split>.npy (float16), <split>_labels.npy and <split>_ids.json."""
-    from ssl_core.train import load_method
+    from ssl_core.encoders import load_run_encoder
 
+    method = load_run_encoder(run, device)  # first: an imported run has none, and says so
     data = data or load_dataset(run.config.data)
-    method = load_method(run, device)
     counts = {}
     for split in SPLITS:
         subset = data.train if split == "train" else data.test

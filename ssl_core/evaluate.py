@@ -80,3 +80,18 @@ def evaluate_run(run: Run) -> dict[str, Any]:
         scores.update(knn_top1=None, linear_top1=None, note="the dataset has no labels to score against")
     atomic_write_json(run.eval_path, scores)
     return scores
+
+
+def linear_cka(a: np.ndarray, b: np.ndarray) -> float:
+    """Linear centered kernel alignment of two representations of the same N images (Kornblith
+    et al. 2019, "Similarity of Neural Network Representations Revisited", eq. 5).
+
+    a (N, D1), b (N, D2) -> ||B^T A||_F^2 / (||A^T A||_F ||B^T B||_F) on column-centered features:
+    1 for representations equal up to rotation and isotropic scaling, 0 for unrelated ones.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or len(a) != len(b):
+        raise ValueError(f"CKA needs two (N, D) arrays over the same N images; got {a.shape} and {b.shape}")
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    cross = np.linalg.norm(b.T @ a) ** 2
+    return float(cross / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)))

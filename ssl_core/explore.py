@@ -24,13 +24,14 @@ class ExploreData:
     """One run's map and its metadata, rows in the order train then test."""
 
     run_id: str
-    coords: np.ndarray  # (N, 2) float32 UMAP coordinates
+    coords: np.ndarray  # (N, 2) float32 map coordinates
     labels: np.ndarray  # (N,) int64, -1 where unknown
     ids: list[str]
     splits: np.ndarray  # (N,) "train" | "test"
     class_names: list[str]
     factors: dict[str, np.ndarray] = field(default_factory=dict)
     factor_levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    map_kind: str = "umap"  # "pca" while the job is still computing the UMAP map
 
     def label_name(self, row: int) -> str:
         label = int(self.labels[row])
@@ -44,27 +45,33 @@ class ExploreData:
         return [(str(unique[i]), int(counts[i])) for i in order]
 
 
-def run_images(run: Run) -> np.ndarray:
-    """The run's images as uint8 (N, H, W, 3), train then test: the rows of map and index.
-    Generated data is regenerated from config.json; folders are read again from disk."""
+def run_dataset(run: Run):
+    """The ImageSet behind a run's embeddings. Generated data is regenerated from config.json,
+    folders are read again from disk; an imported run carries its images in its folder."""
     from ssl_core.data import load_dataset
+    from ssl_core.importer import load_stored_dataset
 
-    data = load_dataset(run.config.data)
+    stored = load_stored_dataset(run)
+    return stored if stored is not None else load_dataset(run.config.data)
+
+
+def run_images(run: Run) -> np.ndarray:
+    """The run's images as uint8 (N, H, W, 3), train then test: the rows of map and index."""
+    data = run_dataset(run)
     order = np.concatenate([np.flatnonzero(data.is_train.numpy()), np.flatnonzero(~data.is_train.numpy())])
     return data.images.numpy()[order]
 
 
 def load_explore_data(run: Run) -> ExploreData:
-    from ssl_core.data import load_dataset
     from ssl_core.embed import load_all_embeddings
-    from ssl_core.project import load_projection
+    from ssl_core.project import load_map
 
     _, labels, ids, splits = load_all_embeddings(run)
-    coords = load_projection(run)
+    coords, map_kind = load_map(run)
     if len(coords) != len(ids):
         raise ValueError(f"run {run.id}: the map has {len(coords)} points for {len(ids)} embeddings; "
                          f"run `ssl-explorer project {run.id}`")
-    data = load_dataset(run.config.data)
+    data = run_dataset(run)
     is_train = data.is_train.numpy()
     order = np.concatenate([np.flatnonzero(is_train), np.flatnonzero(~is_train)])
     if [data.ids[i] for i in order] != list(ids):
@@ -73,7 +80,7 @@ def load_explore_data(run: Run) -> ExploreData:
     factors = {name: values[order] for name, values in data.factors.items()}
     return ExploreData(run_id=run.id, coords=coords, labels=labels, ids=list(ids), splits=splits,
                        class_names=list(data.class_names), factors=factors,
-                       factor_levels=dict(data.factor_levels))
+                       factor_levels=dict(data.factor_levels), map_kind=map_kind)
 
 
 @dataclass

@@ -33,6 +33,10 @@ def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str =
     unknown = [s for s in steps if s not in POST_STEPS]
     if unknown:
         raise ValueError(f"unknown step(s) {unknown}; steps: {', '.join(POST_STEPS)}")
+    if "embed" in steps:
+        from ssl_core.encoders import check_embeddable
+
+        check_embeddable(run)  # an imported run has no encoder: refuse before its status changes
     functions = _step_functions()
     previous = run.read_status()
     results: dict[str, Any] = {}
@@ -56,8 +60,10 @@ def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str =
 def run_all(run: Run, *, resume: bool = False, skip: Iterable[str] = (), progress: bool = True,
             log: Callable[[str], None] = print) -> Run:
     """Train `run` (or resume it), then run every post-training step not in `skip`."""
+    from ssl_core.encoders import check_trainable
     from ssl_core.train import TrainingFailed, TrainingInterrupted, train
 
+    check_trainable(run)  # before its status changes: an imported run stays as it is
     try:
         train(run, resume=resume, progress=progress)
     except (TrainingFailed, TrainingInterrupted):

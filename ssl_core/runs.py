@@ -7,8 +7,10 @@
       checkpoint.pt   latest training state (atomic; loaded with weights_only=True)
       embeddings/     train.npy, test.npy (float16) + <split>_labels.npy + <split>_ids.json
       eval.json       kNN and linear-probe scores
-      projection/     umap_2d.npy + params.json
-      index/          faiss.index
+      projection/     pca_2d.npy (written first), umap_2d.npy + params.json (backend, timings)
+      index/          faiss.index + params.json (exact or IVF, nlist, nprobe)
+      dataset/        imported runs only (`ssl-explorer import`): images.npy (uint8, rows as the
+                      embeddings), factors.npz + factor_levels.json (metadata columns)
 
 Every write goes to a temporary file in the same folder and is renamed over the target, so a
 reader sees the old file or the new one, never half of one. Reading tolerates runs edited or
@@ -25,6 +27,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -248,15 +251,27 @@ class RunStore:
 
     def create(self, config: RunConfig, extra: dict[str, Any] | None = None) -> Run:
         """A new run folder holding config.json (with `extra`: versions, device) and status queued."""
-        method = config.method.get("name", "run")
-        dataset = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(config.data.dataset).name or "data").strip("-")[:24]
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_id = validate_run_id(f"{stamp}-{method}-{dataset or 'data'}-{secrets.token_hex(2)}")
-        run = Run(self.root / run_id)
+        run = Run(self.root / _new_run_id(config))
         run.path.mkdir(parents=True)
-        atomic_write_json(run.config_path, {**config.to_dict(), **(extra or {}), "created": _now()})
-        run.set_status("queued")
+        _start_run(run, config, extra)
         return run
+
+    @contextmanager
+    def create_atomically(self, config: RunConfig, extra: dict[str, Any] | None = None) -> Iterator[Run]:
+        """Like `create`, but the run appears in the store only once the `with` block has filled
+        it without an error: it is built in a hidden staging folder inside the root (so on the
+        same file system) and renamed into place; on an error it is removed. For runs made in
+        one go (imports), which must never be seen half-made."""
+        run_id = _new_run_id(config)
+        staging = self.root / f".staging-{run_id}"  # a leading '.': never listed as a run
+        run = Run(staging / run_id)  # the final name already: files that record the id are right
+        run.path.mkdir(parents=True)
+        try:
+            _start_run(run, config, extra)
+            yield run
+            os.rename(run.path, self.root / run_id)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def get(self, run_id: str) -> Run:
         run = Run(self.root / validate_run_id(run_id))
@@ -277,6 +292,18 @@ class RunStore:
     def list(self) -> list[RunSummary]:
         """Every run, oldest first; a run that cannot be read is listed as broken with why."""
         return [summarize(run) for run in self._dirs()]
+
+
+def _new_run_id(config: RunConfig) -> str:
+    method = config.method.get("name", "run")
+    dataset = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(config.data.dataset).name or "data").strip("-")[:24]
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return validate_run_id(f"{stamp}-{method}-{dataset or 'data'}-{secrets.token_hex(2)}")
+
+
+def _start_run(run: Run, config: RunConfig, extra: dict[str, Any] | None) -> None:
+    atomic_write_json(run.config_path, {**config.to_dict(), **(extra or {}), "created": _now()})
+    run.set_status("queued")
 
 
 def summarize(run: Run) -> RunSummary:
@@ -302,6 +329,34 @@ def summarize(run: Run) -> RunSummary:
         total_steps=status.get("total_steps"),
         error=status.get("error"),
     )
+
+
+# -- display names ----------------------------------------------------------------------------
+# A short text a person gives a run ("baseline, lr 1e-3"), stored in the run folder as label.txt
+# (written atomically) so that every browser session and the CLI see the same name and the name
+# travels with the folder. Run ids stay the keys everywhere; the name is only shown.
+NAME_FILE = "label.txt"
+MAX_NAME_LENGTH = 80
+
+
+def get_display_name(run: Run) -> str | None:
+    try:
+        name = (run.path / NAME_FILE).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return name[:MAX_NAME_LENGTH] or None
+
+
+def set_display_name(run: Run, name: str) -> str | None:
+    """Store `name` (one line, trimmed to MAX_NAME_LENGTH); an empty name removes it. Returns
+    the name as stored."""
+    name = " ".join(name.split())[:MAX_NAME_LENGTH]
+    path = run.path / NAME_FILE
+    if not name:
+        path.unlink(missing_ok=True)
+        return None
+    atomic_write_bytes(path, (name + "\n").encode("utf-8"))
+    return name
 
 
 def _now() -> str:

@@ -5,6 +5,9 @@ method makes its own augmented views on the device, and AdamW follows a linear w
 cosine decay. Every random draw of step `s` comes from a generator seeded by (seed, s), so a run
 resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken.
 
+Started by torchrun, the same loop trains data-parallel (see distributed.py): each process takes
+a slice of every global batch and rank 0 alone writes the run folder.
+
 Failure handling, because runs are long and users are not watching:
   * SIGINT / SIGTERM: finish the current step, write a checkpoint, status `interrupted`.
   * NaN or infinite loss: status `failed`, error names the step; the last checkpoint is kept.
@@ -24,7 +27,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
+
+from ssl_core import distributed
 
 from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
@@ -49,12 +55,65 @@ class TrainingInterrupted(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """`auto` is the GPU when there is one; under torchrun each process takes its local GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' was asked for but no CUDA GPU is available; use --device cpu")
+    ctx = distributed.context()
+    if ctx.active and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     return device
+
+
+# A dataset larger than this share of the GPU's free memory stays in pinned host memory and each
+# batch is copied over as it is needed; smaller ones (CIFAR-10 is 150 MB as uint8) live on the GPU.
+DEVICE_DATA_FRACTION = 0.5
+
+
+class TrainImages:
+    """The train split where each step reaches it fastest: on the device when it fits, else in
+    pinned host memory with one gather and one non-blocking copy per batch."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, device: torch.device):
+        fits = True
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            fits = images.numel() * images.element_size() < DEVICE_DATA_FRACTION * free
+        self.device, self.home = device, device if fits else torch.device("cpu")
+        self.images, self.labels = images.to(self.home), labels.to(self.home)
+        if not fits:
+            self.images, self.labels = self.images.pin_memory(), self.labels.pin_memory()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.images[idx].to(self.device, non_blocking=True),
+                self.labels[idx].to(self.device, non_blocking=True))
+
+
+class TrainingStep(nn.Module):
+    """`method.training_step` as a module's forward, which is what DistributedDataParallel wraps."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, images_u8: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return self.method.training_step(images_u8, labels)
+
+
+def make_optimizer(method: Method, lr: float, weight_decay: float, device: torch.device):
+    """AdamW; on a GPU its fused kernel (one launch for all parameters instead of several each)."""
+    return torch.optim.AdamW(method.parameters(), lr=lr, weight_decay=weight_decay,
+                             fused=device.type == "cuda")
+
+
+def precision_context(device: torch.device):
+    """bf16 autocast on GPUs (no loss scaling needed, unlike fp16); full precision on CPUs."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 def channel_stats(images_u8: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -162,9 +221,15 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     """Train `run` (a folder holding config.json) to its last step; returns the run."""
     config = run.config
     tc = config.train
+    ctx = distributed.context()
     device = resolve_device(tc.device)
     stop = stop or threading.Event()
-    run.set_status("running", stage="load")
+
+    def set_status(*args, **kwargs) -> None:
+        if ctx.is_main:
+            run.set_status(*args, **kwargs)
+
+    set_status("running", stage="load")
     try:
         data = load_dataset(config.data)
         if data.test.images.shape[0] == 0:
@@ -172,19 +237,22 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
         if METHODS.get(config.method["name"]).uses_labels and bool((data.train.labels < 0).any()):
             raise ValueError(f"method '{config.method['name']}' needs labels, but dataset "
                              f"'{config.data.dataset}' has unlabelled images")
+        if tc.batch_size % ctx.world_size:
+            raise ValueError(f"batch size {tc.batch_size} does not split over {ctx.world_size} processes; "
+                             f"pick a multiple of {ctx.world_size}")
         method = build_for_run(config, data, device)
     except Exception as e:
-        run.set_status("failed", stage="load", error=f"{type(e).__name__}: {e}")
+        set_status("failed", stage="load", error=f"{type(e).__name__}: {e}")
         raise
-    train_images = data.train.images.to(device)
-    train_labels = data.train.labels.to(device)
-    n = len(train_images)
+    train_data = TrainImages(data.train.images, data.train.labels, device)
+    n = len(train_data)
     batch_size = min(tc.batch_size, n)
+    local_batch = batch_size // ctx.world_size  # this process's slice of each global batch
     steps_per_epoch = n // batch_size
     total_steps = tc.epochs * steps_per_epoch if method.trainable else 0
     warmup_steps = max(1, round(tc.warmup_epochs * steps_per_epoch))
 
-    optimizer = torch.optim.AdamW(method.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = make_optimizer(method, tc.lr, tc.weight_decay, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup_steps))
     start = 0
@@ -199,32 +267,50 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        run.truncate_metrics(after_step=start)
+        if ctx.is_main:
+            run.truncate_metrics(after_step=start)
     if device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
-    step_fn = torch.compile(method.training_step) if tc.compile else method.training_step
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+    step_module: nn.Module = TrainingStep(method)
+    if ctx.active and method.trainable:
+        step_module = torch.nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None)
+    step_fn = torch.compile(step_module) if tc.compile else step_module
+    autocast = precision_context(device)
 
-    run.set_status("running", stage="train", total_steps=total_steps, device=str(device))
-    bar = tqdm(total=total_steps, initial=start, disable=not progress, unit="step",
+    set_status("running", stage="train", total_steps=total_steps, device=str(device),
+               **({"processes": ctx.world_size} if ctx.active else {}))
+    bar = tqdm(total=total_steps, initial=start, disable=not (progress and ctx.is_main), unit="step",
                desc=f"{method.name} {config.data.dataset}", dynamic_ncols=True)
     step, last_log, order = start, time.perf_counter(), None
     images_seen = 0
+    # The first step whose loss was not finite (-1: none), kept on the device: reading it back
+    # every step would make the CPU wait for the GPU and leave the GPU idle while the next
+    # step launches. A GPU run reads it at each log step and before every checkpoint.
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    check_every = 1 if device.type == "cpu" else tc.log_every
+    last_save = -math.inf
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if distributed.any_rank(bad >= 0, device):
+            where = f"at step {bad} (epoch {bad // steps_per_epoch})" if bad >= 0 else "on another process"
+            raise TrainingFailed(f"loss became NaN or infinite {where}; try a lower learning rate (--lr)")
     try:
         with stop_on_signals(stop):
             method.train()
-            while step < total_steps and not stop.is_set():
+            while step < total_steps and not distributed.any_rank(stop.is_set(), device):
                 epoch, position = divmod(step, steps_per_epoch)
                 if order is None or position == 0:
-                    order = epoch_order(tc.seed, epoch, n, device)
-                idx = order[position * batch_size:(position + 1) * batch_size]
-                torch.manual_seed(step_seed(tc.seed, step))
+                    order = epoch_order(tc.seed, epoch, n, train_data.home)
+                first = position * batch_size + ctx.rank * local_batch
+                images, labels = train_data.batch(order[first:first + local_batch])
+                # Rank 0 draws what a single process would; other ranks draw their own views.
+                torch.manual_seed(step_seed(tc.seed, step) + ctx.rank * 1_000_000_007)
                 with autocast:
-                    out = step_fn(train_images[idx], train_labels[idx] if method.uses_labels else None)
+                    out = step_fn(images, labels if method.uses_labels else None)
                 loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise TrainingFailed(f"loss became {loss.item()} at step {step} (epoch {epoch}); "
-                                         "try a lower learning rate (--lr)")
+                first_bad.masked_fill_((first_bad < 0) & ~torch.isfinite(loss.detach()), step)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -233,6 +319,11 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                 step += 1
                 images_seen += batch_size
                 bar.update(1)
+                checkpoint_due = step % tc.checkpoint_every == 0 or step % steps_per_epoch == 0
+                if step % check_every == 0 or checkpoint_due or step == total_steps:
+                    check_finite()  # before anything is logged or saved (same steps on every rank)
+                if not ctx.is_main:
+                    continue
                 record: dict[str, Any] = {}
                 if step % tc.log_every == 0 or step == total_steps:
                     now = time.perf_counter()
@@ -250,31 +341,34 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                     run.append_metrics(record)
                     for callback in callbacks:
                         callback(step, record)
-                if step % tc.checkpoint_every == 0 or step % steps_per_epoch == 0:
+                if checkpoint_due and time.monotonic() - last_save >= tc.checkpoint_min_seconds:
                     save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
-        save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
-        if stop.is_set() and step < total_steps:
-            run.set_status("interrupted", stage="train", step=step, total_steps=total_steps,
-                           error=f"stopped at step {step} of {total_steps}; resume continues from there")
+                    last_save = time.monotonic()
+        check_finite()
+        if ctx.is_main:
+            save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
+        if step < total_steps:  # the loop ends early only when asked to stop
+            set_status("interrupted", stage="train", step=step, total_steps=total_steps,
+                       error=f"stopped at step {step} of {total_steps}; resume continues from there")
             raise TrainingInterrupted(run.id, f"run {run.id} stopped at step {step} of {total_steps}")
-        if not any("knn_top1" in m for m in run.read_metrics() if m.get("step") == step):
+        if ctx.is_main and not any("knn_top1" in m for m in run.read_metrics() if m.get("step") == step):
             run.append_metrics({"step": step, "epoch": step / max(1, steps_per_epoch),
                                 "knn_top1": knn_check(method, data, config, device)})
     except TrainingFailed as e:
-        run.set_status("failed", stage="train", step=step, total_steps=total_steps, error=str(e))
+        set_status("failed", stage="train", step=step, total_steps=total_steps, error=str(e))
         raise
     except torch.cuda.OutOfMemoryError:
         message = (f"out of GPU memory at batch size {batch_size} ({method.name}, {config.backbone.name}, "
                    f"{config.data.resolution}px); try --batch-size {max(1, batch_size // 2)}")
-        run.set_status("failed", stage="train", step=step, total_steps=total_steps, error=message)
+        set_status("failed", stage="train", step=step, total_steps=total_steps, error=message)
         raise TrainingFailed(message) from None
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
     except Exception as e:
-        run.set_status("failed", stage="train", step=step, total_steps=total_steps,
-                       error=f"{type(e).__name__}: {e}")
+        set_status("failed", stage="train", step=step, total_steps=total_steps,
+                   error=f"{type(e).__name__}: {e}")
         raise
     finally:
         bar.close()
-    run.set_status("finished", stage="train", step=step, total_steps=total_steps)
+    set_status("finished", stage="train", step=step, total_steps=total_steps)
     return run

@@ -80,7 +80,7 @@ def test_a_nan_loss_fails_the_run_naming_the_step(store, nan_method):
     with pytest.raises(TrainingFailed, match="at step 2"):
         train(run, progress=False)
     status = run.read_status()
-    assert status["status"] == "failed" and "nan at step 2" in status["error"]
+    assert status["status"] == "failed" and "NaN or infinite at step 2" in status["error"]
     assert load_checkpoint(run)["step"] == 2, "the last good checkpoint is kept"
 
 

@@ -13,5 +13,29 @@ def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int 
         backbone=BackboneConfig(name="convnet"),
         method={"name": method},
         train=TrainConfig(**{"epochs": epochs, "batch_size": batch_size, "device": "cpu", "log_every": 1,
-                             "knn_max_bank": train_size, "knn_max_queries": test_size, **train_overrides}),
+                             "knn_max_bank": train_size, "knn_max_queries": test_size,
+                             "checkpoint_min_seconds": 0, **train_overrides}),
     )
+
+
+def embedded_run(store, *, train_size: int = 300, test_size: int = 100, dim: int = 32, classes: int = 10,
+                 seed: int = 0, config: RunConfig | None = None):
+    """A run holding synthetic embeddings (class clusters on the sphere) as `embed_run` stores
+    them, without training anything: for the steps after `embed` (project, index)."""
+    import json
+
+    import numpy as np
+
+    run = store.create(config or tiny_config(train_size=train_size, test_size=test_size))
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    folder = run.embeddings_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", train_size), ("test", test_size)):
+        labels = rng.integers(0, classes, size=n)
+        vectors = centres[labels] + 0.5 * rng.normal(size=(n, dim))
+        np.save(folder / f"{split}.npy", vectors.astype(np.float16))
+        np.save(folder / f"{split}_labels.npy", labels.astype(np.int64))
+        (folder / f"{split}_ids.json").write_text(json.dumps([f"{split}/{i}" for i in range(n)]))
+    (folder / "class_names.json").write_text(json.dumps([f"class{c}" for c in range(classes)]))
+    return run

@@ -1,5 +1,6 @@
-"""Explore: one run's UMAP map, the images behind any point or group, nearest neighbours, and
-search by an uploaded image. Everything shown was computed by the run's job and is only read."""
+"""Explore: one run's UMAP map (its PCA map until UMAP is ready), the images behind any point or
+group, nearest neighbours, and search by an uploaded image. Everything shown was computed by the
+run's job and is only read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pandas as pd
 import streamlit as st
 
 import loaders
+from ssl_core.encoders import has_encoder
 from ssl_core.explore import ExploreData, decode_upload, encode_upload, missing_steps
+from ssl_core.project import PCA_FILE, UMAP_FILE
 from ssl_core.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
 from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows
@@ -18,6 +21,18 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
 
 
 _WHAT = {"embed": "embeddings", "project": "map (UMAP projection)"}
+MAP_POLL_SECONDS = 2  # while the PCA map stands in, how often the page looks for the UMAP map
+
+
+def has_pca_map(run: Run) -> bool:
+    return (run.projection_dir / PCA_FILE).exists()
+
+
+def mapping_now(run: Run, status: dict) -> bool:
+    """The job is computing this run's UMAP map (or has and is indexing): the PCA map it wrote
+    first can be shown meanwhile."""
+    return (status["status"] == "running" and status.get("stage") in ("project", "index")
+            and "embed" not in missing_steps(run) and has_pca_map(run))
 
 
 def why_not_explorable(run: Run) -> str | None:
@@ -27,13 +42,16 @@ def why_not_explorable(run: Run) -> str | None:
     except (OSError, ValueError) as e:
         return f"Run {run.id} cannot be read: {e}"
     state = status["status"]
+    if mapping_now(run, status):
+        return None
     if state in ("queued", "running"):
         return (f"Run {run.id} is still {state} ({status.get('stage', 'starting')}). Its map appears once "
                 "the job has embedded, mapped and indexed the images: follow it on the Train page.")
     if state in ("failed", "interrupted"):
         return (f"Run {run.id} is {state}: {status.get('error') or 'no reason was recorded'}. Resume it on the "
                 f"Runs page, or with `ssl-explorer train --resume {run.id}`.")
-    missing = [step for step in missing_steps(run) if step in ("embed", "project")]
+    missing = [step for step in missing_steps(run)
+               if step == "embed" or (step == "project" and not has_pca_map(run))]
     if missing:
         commands = " then ".join(f"`ssl-explorer {step} {run.id}`" for step in missing)
         what = " or ".join(_WHAT[step] for step in missing)
@@ -80,10 +98,26 @@ if st.session_state.get("explore_for_run") != run.id:
 if not 0 <= st.session_state.get("explore_row", 0) < n:
     st.session_state["explore_row"] = 0  # the run was embedded again with fewer images
 
+
+@st.fragment(run_every=MAP_POLL_SECONDS)
+def swap_in_umap(run: Run) -> None:
+    """Reruns the page once the UMAP map has been written; meanwhile only this empty fragment
+    reruns, so the PCA map, its selection and zoom stay as they are."""
+    if (run.projection_dir / UMAP_FILE).exists():
+        st.rerun()
+
+
 map_col, side_col = st.columns([5, 3], gap="medium")
 with map_col:
     colour_by = st.selectbox("Colour by", colour_options(data), key="explore_colour",
                              help="the label, the split, or one of the dataset's known factors")
+    if data.map_kind == "pca":
+        running = mapping_now(run, run.read_status())
+        st.info("**PCA map** (the first two principal components of the embeddings), shown until the UMAP "
+                "map is ready: " + ("the job is computing it, and it replaces this one when it is done."
+                                    if running else f"run `ssl-explorer project {run.id}` to make it."))
+        if running:
+            swap_in_umap(run)
     figure = cached_map_figure(loaders.explore_key(run), colour_by, data)
     event = st.plotly_chart(figure, key="explore_map", on_select=on_map_select,
                             selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
@@ -145,6 +179,11 @@ def upload_search() -> None:
     """Neighbours of an uploaded image, encoded by this run's own model. A fragment: an upload
     does not redraw the map."""
     st.subheader("Search by image")
+    if not has_encoder(run):
+        st.info(f"Run {run.id} was imported with its embeddings only, so there is no encoder to embed an "
+                "image of yours. Click a point to see its neighbours, or make a run from the encoder's "
+                "weights (`ssl-explorer encode`, or the Import page) to search by image.")
+        return
     upload = st.file_uploader("An image of your own", type=UPLOAD_TYPES, key="explore_upload",
                               help="decoded safely (size and pixel limits), resized to the run's resolution")
     if upload is None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from run_names import get_display_name, set_display_name
 from ssl_core import jobs
-from ssl_core.runs import RunStore, RunSummary
+from ssl_core.runs import RunStore, RunSummary, get_display_name, set_display_name
 from widgets.run_picker import SELECTED_RUN, describe, select_run
 
 ACTIVE = ("queued", "running")
@@ -79,8 +78,9 @@ if message:
 summaries = store.list()
 if not summaries:
     st.info("No runs yet. Start one on the Train page, run `ssl-explorer train` in a terminal, "
-            "or `ssl-explorer demo` to add the bundled demo runs.")
+            "`ssl-explorer demo` to add the bundled demo runs, or import embeddings you already have.")
     st.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
+    st.page_link("app_pages/import_page.py", label="Import embeddings or an encoder", icon=":material/upload_file:")
     st.stop()
 
 st.dataframe(runs_table(store, summaries), hide_index=True, column_config={

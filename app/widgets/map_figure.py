@@ -1,4 +1,5 @@
-"""The UMAP map as a Plotly WebGL scatter, and the rows a selection on it picked.
+"""The run's map (UMAP, or PCA until UMAP is ready) as a Plotly WebGL scatter, and the rows a
+selection on it picked.
 
 Every point carries its row number (train rows, then test rows: the order of the embeddings and
 of the search index) in `customdata`, so a selection maps back to rows whatever trace the point
@@ -95,7 +96,9 @@ def map_figure(data: ExploreData, colour_by: str = LABEL, rows: np.ndarray | Non
         # Same uirevision on every rerun of this run: zoom and pan survive a change of colouring.
         # No dragmode: Streamlit then starts in pan mode, where a click selects one point (in
         # box or lasso mode a click selects nothing); box and lasso are in the toolbar.
-        uirevision=data.run_id,
+        # The map's kind is part of it: when UMAP replaces PCA, the view resets to the new map.
+        uirevision=f"{data.run_id}:{data.map_kind}",
+        title={"text": "PCA" if data.map_kind == "pca" else "UMAP", "x": 0.01, "font": {"size": 13}},
         xaxis={"visible": False}, yaxis={"visible": False, "scaleanchor": "x"},
     )
     return figure

@@ -8,12 +8,11 @@ from an address is validated with `validate_run_id` before it touches the file s
 
 from __future__ import annotations
 
-import streamlit as st
-
-from run_names import get_display_name
 from typing import Callable
 
-from ssl_core.runs import Run, RunStore, RunSummary, validate_run_id
+import streamlit as st
+
+from ssl_core.runs import Run, RunStore, RunSummary, get_display_name, validate_run_id
 
 SELECTED_RUN = "selected_run"  # shared by every page, hence no page prefix
 QUERY_PARAM = "run"

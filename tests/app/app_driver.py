@@ -9,7 +9,8 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
-PAGES = {"runs": "app_pages/runs.py", "train": "app_pages/train.py", "explore": "app_pages/explore.py"}
+PAGES = {"runs": "app_pages/runs.py", "train": "app_pages/train.py", "explore": "app_pages/explore.py",
+         "import": "app_pages/import_page.py"}
 
 
 def open_page(page: str, query_params: dict[str, str] | None = None) -> AppTest:

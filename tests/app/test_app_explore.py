@@ -132,3 +132,40 @@ def test_a_run_without_its_index_shows_the_map_and_says_how_to_search(run):
     at = open_page("explore", {"run": run.id})
     assert at.get("plotly_chart")
     assert any(f"`ssl-explorer index {run.id}`" in w for w in texts(at.warning)), texts(at.warning)
+
+
+def map_points(at) -> tuple[str, dict[int, tuple[float, float]]]:
+    """(the map's title, {row: (x, y)}) as the page drew it."""
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    points = {}
+    for trace in spec["data"]:
+        for r, x, y in zip(decoded(trace["customdata"]), decoded(trace["x"]), decoded(trace["y"])):
+            points[int(r)] = (x, y)
+    return spec["layout"]["title"]["text"], points
+
+
+def test_while_the_job_computes_umap_the_pca_map_is_shown_then_replaced(run):
+    umap_file = run.projection_dir / "umap_2d.npy"
+    umap = np.load(umap_file)
+    umap_file.unlink()
+    run.set_status("running", stage="project")  # this process stands in for the job
+    at = open_page("explore", {"run": run.id})
+    title, points = map_points(at)
+    pca = np.load(run.projection_dir / "pca_2d.npy")
+    assert title == "PCA" and len(points) == 224
+    np.testing.assert_allclose(points[17], pca[17], rtol=1e-6)
+    assert any("PCA map" in i and "replaces this one" in i for i in texts(at.info)), texts(at.info)
+    assert "Nearest neighbours" in texts(at.subheader)
+
+    np.save(umap_file, umap)  # the job writes the UMAP map; the page's poll reruns it
+    at.run()
+    title, points = map_points(at)
+    assert title == "UMAP" and not any("PCA map" in i for i in texts(at.info))
+    np.testing.assert_allclose(points[17], umap[17], rtol=1e-6)
+
+
+def test_a_finished_run_with_only_its_pca_map_says_how_to_make_the_umap_one(run):
+    (run.projection_dir / "umap_2d.npy").unlink()
+    at = open_page("explore", {"run": run.id})
+    assert map_points(at)[0] == "PCA"
+    assert any(f"`ssl-explorer project {run.id}`" in i for i in texts(at.info)), texts(at.info)
