@@ -209,6 +209,13 @@ def cmd_neighbors(args: argparse.Namespace, store: RunStore) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, store: RunStore) -> int:
+    from ssl_core.compare import compare_runs
+
+    print(json.dumps(compare_runs(store.get(args.run_a), store.get(args.run_b), k=args.k)))
+    return 0
+
+
 def cmd_step(args: argparse.Namespace, store: RunStore) -> int:
     from ssl_core.pipeline import run_post_steps
 
@@ -356,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("-k", type=int, default=8)
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=cmd_neighbors)
+
+    cmp = sub.add_parser("compare", parents=[common],
+                       help="how alike two runs' embeddings of the same images are (CKA, k-NN overlap), as JSON")
+    cmp.add_argument("run_a")
+    cmp.add_argument("run_b")
+    cmp.add_argument("-k", type=int, default=10, help="neighbours per image for the overlap")
+    cmp.set_defaults(func=cmd_compare)
 
     for name, text in (("embed", "embed the run's images with its encoder"),
                        ("project", "compute the run's 2-D UMAP map"),
