@@ -32,7 +32,7 @@ import torch
 
 from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.embed import embed_run, load_embeddings
-from ssl_core.evaluate import evaluate_run
+from ssl_core.evaluate import effective_rank, evaluate_run
 from ssl_core.methods import METHODS
 from ssl_core.runs import RunStore
 from ssl_core.train import train
@@ -69,18 +69,6 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore) -
             "steps": status["total_steps"],
             "loss_first": round(losses[0], 4) if losses else None, "loss_last": round(losses[-1], 4) if losses else None,
             "effective_rank": round(effective_rank(test_vectors), 1), "embedding_dim": int(test_vectors.shape[1])}
-
-
-def effective_rank(vectors) -> float:
-    """exp(entropy) of the normalized singular values of the centred embeddings: 1 for a
-    collapsed embedding, D for one that spreads evenly over all D dimensions."""
-    import numpy as np
-
-    x = vectors - vectors.mean(axis=0)
-    s = np.linalg.svd(x.astype(np.float64), compute_uv=False)
-    p = s / max(s.sum(), 1e-12)
-    p = p[p > 0]
-    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def cpu_name() -> str:
