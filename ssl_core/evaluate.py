@@ -16,32 +16,52 @@ import torch.nn.functional as F
 from ssl_core.runs import Run, atomic_write_json
 
 
-def weighted_knn(bank: torch.Tensor | np.ndarray, bank_labels: torch.Tensor | np.ndarray,
-                 queries: torch.Tensor | np.ndarray, query_labels: torch.Tensor | np.ndarray, *,
-                 num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
-    """Top-1 accuracy of the weighted kNN classifier of InstDisc (Wu et al. 2018) and DINO.
+def knn_predict(bank: torch.Tensor | np.ndarray, bank_labels: torch.Tensor | np.ndarray,
+                queries: torch.Tensor | np.ndarray, *, num_classes: int, k: int = 20,
+                temperature: float = 0.07, chunk: int = 1024) -> torch.Tensor:
+    """Labels (M,) predicted by the weighted kNN classifier of InstDisc (Wu et al. 2018) and DINO.
 
-    bank (N, D) with bank_labels (N,); queries (M, D) with query_labels (M,). Cosine similarity;
-    each of the k nearest bank vectors votes for its label with weight exp(sim / temperature).
-    Queries whose label is negative (unknown) are not scored.
+    bank (N, D) with bank_labels (N,); queries (M, D). Cosine similarity; each of the k nearest
+    bank vectors votes for its label with weight exp(sim / temperature); unlabelled bank vectors
+    (label < 0) do not vote.
     """
     bank = F.normalize(torch.as_tensor(bank).float(), dim=1)
     queries = F.normalize(torch.as_tensor(queries).float(), dim=1)
     bank_labels = torch.as_tensor(bank_labels).long()
-    query_labels = torch.as_tensor(query_labels).long()
-    known = query_labels >= 0
-    queries, query_labels = queries[known], query_labels[known]
-    if len(queries) == 0 or len(bank) == 0:
-        raise ValueError("kNN accuracy needs labelled queries and a non-empty bank")
+    if len(bank) == 0:
+        raise ValueError("kNN needs a non-empty bank")
     k = min(k, len(bank))
-    correct = 0
+    predictions = []
     for start in range(0, len(queries), chunk):
         sims, nearest = (queries[start:start + chunk] @ bank.T).topk(k, dim=1)
         weights = (sims / temperature).exp()
         votes = torch.zeros(len(sims), num_classes)
         votes.scatter_add_(1, bank_labels[nearest].clamp_min(0), weights * (bank_labels[nearest] >= 0))
-        correct += int((votes.argmax(1) == query_labels[start:start + chunk]).sum())
-    return correct / len(queries)
+        predictions.append(votes.argmax(1))
+    return torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long)
+
+
+def weighted_knn(bank: torch.Tensor | np.ndarray, bank_labels: torch.Tensor | np.ndarray,
+                 queries: torch.Tensor | np.ndarray, query_labels: torch.Tensor | np.ndarray, *,
+                 num_classes: int, k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+    """Top-1 accuracy of `knn_predict` on the labelled queries (label < 0 is not scored)."""
+    query_labels = torch.as_tensor(query_labels).long()
+    known = query_labels >= 0
+    if not bool(known.any()) or len(bank) == 0:
+        raise ValueError("kNN accuracy needs labelled queries and a non-empty bank")
+    predicted = knn_predict(bank, bank_labels, torch.as_tensor(queries)[known], num_classes=num_classes, k=k,
+                            temperature=temperature, chunk=chunk)
+    return float((predicted == query_labels[known]).float().mean())
+
+
+def confusion(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Confusion matrix (rows: true class, columns: predicted) and each class's accuracy
+    (None for a class with no test images)."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(true), np.asarray(predicted)), 1)
+    totals = matrix.sum(axis=1)
+    per_class = [round(float(matrix[c, c] / totals[c]), 4) if totals[c] else None for c in range(num_classes)]
+    return {"confusion_knn": matrix.tolist(), "per_class_knn_top1": per_class}
 
 
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
@@ -114,6 +134,9 @@ def evaluate_run(run: Run) -> dict[str, Any]:
         t0 = time.perf_counter()
         knn = {k: weighted_knn(train_x, train_y, test_x, test_y, num_classes=num_classes, k=k) for k in (20, 200)}
         scores.update(knn_top1=knn[20], knn_top1_k20=knn[20], knn_top1_k200=knn[200])
+        known = test_y >= 0
+        predicted = knn_predict(train_x, train_y, test_x[known], num_classes=num_classes, k=20).numpy()
+        scores.update(confusion(test_y[known], predicted, num_classes))
         scores["linear_top1"] = linear_probe(train_x, train_y, test_x, test_y, seed=run.config.train.seed)
         scores["seconds"] = round(time.perf_counter() - t0, 2)
     else:

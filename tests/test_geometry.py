@@ -1,4 +1,4 @@
-"""Label-free health of an embedding: effective rank (RankMe), uniformity, collapse warning."""
+"""Beyond top-1: effective rank (RankMe), uniformity, collapse warning, per-class accuracy."""
 
 from __future__ import annotations
 
@@ -39,3 +39,18 @@ def test_evaluate_run_stores_the_geometry(store):
     scores = evaluate_run(run)
     assert scores["effective_rank"] > 1 and scores["uniformity"] < 0
     assert run.read_eval()["effective_rank"] == scores["effective_rank"]
+
+
+def test_confusion_rows_are_true_classes_and_per_class_accuracy_reads_the_diagonal():
+    from ssl_core.evaluate import confusion
+
+    out = confusion(np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0]), num_classes=3)
+    assert out["confusion_knn"] == [[1, 1, 0], [1, 2, 0], [0, 0, 0]]
+    assert out["per_class_knn_top1"] == [0.5, 0.6667, None]
+
+
+def test_evaluate_run_stores_a_confusion_matrix_that_agrees_with_knn_top1(store):
+    scores = evaluate_run(embedded_run(store, classes=10))
+    matrix = np.array(scores["confusion_knn"])
+    assert matrix.shape == (10, 10) and matrix.sum() == scores["num_test"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(scores["knn_top1"])
