@@ -54,6 +54,17 @@ def weighted_knn(bank: torch.Tensor | np.ndarray, bank_labels: torch.Tensor | np
     return float((predicted == query_labels[known]).float().mean())
 
 
+def few_shot_subset(labels: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """Indices of a class-balanced `share` of the labelled rows, at least one per class: the
+    labels a user with few annotations would have."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == c)
+        picked.append(rng.choice(rows, max(1, round(share * len(rows))), replace=False))
+    return np.sort(np.concatenate(picked))
+
+
 def confusion(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Confusion matrix (rows: true class, columns: predicted) and each class's accuracy
     (None for a class with no test images)."""
@@ -138,6 +149,11 @@ def evaluate_run(run: Run) -> dict[str, Any]:
         predicted = knn_predict(train_x, train_y, test_x[known], num_classes=num_classes, k=20).numpy()
         scores.update(confusion(test_y[known], predicted, num_classes))
         scores["linear_top1"] = linear_probe(train_x, train_y, test_x, test_y, seed=run.config.train.seed)
+        for share in (0.01, 0.1):  # few-shot probes: 1% and 10% of the train labels
+            rows = few_shot_subset(train_y, share, seed=run.config.train.seed)
+            key = f"linear_top1_{round(share * 100)}pct"
+            scores[key] = (linear_probe(train_x[rows], train_y[rows], test_x, test_y, seed=run.config.train.seed)
+                           if len(np.unique(train_y[rows])) > 1 else None)
         scores["seconds"] = round(time.perf_counter() - t0, 2)
     else:
         scores.update(knn_top1=None, linear_top1=None, note="the dataset has no labels to score against")

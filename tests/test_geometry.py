@@ -54,3 +54,14 @@ def test_evaluate_run_stores_a_confusion_matrix_that_agrees_with_knn_top1(store)
     matrix = np.array(scores["confusion_knn"])
     assert matrix.shape == (10, 10) and matrix.sum() == scores["num_test"]
     assert np.trace(matrix) / matrix.sum() == pytest.approx(scores["knn_top1"])
+
+
+def test_few_shot_subsets_are_class_balanced_and_probed(store):
+    from ssl_core.evaluate import few_shot_subset
+
+    labels = np.repeat(np.arange(4), [100, 200, 50, 3])
+    rows = few_shot_subset(labels, 0.1)
+    assert np.bincount(labels[rows]).tolist() == [10, 20, 5, 1], "10% of each class, at least one"
+    scores = evaluate_run(embedded_run(store, train_size=500, classes=5))
+    assert 0 < scores["linear_top1_1pct"] <= scores["linear_top1_10pct"] + 0.1
+    assert scores["linear_top1_10pct"] <= scores["linear_top1"] + 0.1
