@@ -5,14 +5,11 @@ No negatives: the predictor and the EMA target (momentum 0.99 -> 1 on a cosine) 
 A slow starter: the online network first learns to predict a near-random target, whose output
 is mostly view-specific; on `shapes` (convnet, AdamW 2e-3) its kNN falls below random init at
 first and only climbs back to it after ~180 steps.
-The EMA helpers below are shared with MoCo and DINO, which use the same target update.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
@@ -21,34 +18,7 @@ from torch import Tensor, nn
 from ssl_core import augment
 from ssl_core.methods.base import Method, MethodConfig, register_method
 from ssl_core.methods.heads import mlp
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy that gets no gradient: the optimizer skips it, only `ema_update` moves it."""
-    target = copy.deepcopy(module)
-    target.requires_grad_(False)
-    return target
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, parameter by parameter.
-
-    Buffers (BatchNorm running statistics) are left alone: the target, run in train mode, keeps
-    its own, as in BYOL's and MoCo's code.
-    """
-    if not 0 <= momentum <= 1:
-        raise ValueError(f"momentum must be in [0, 1]; got {momentum}")
-    for t, o in zip(target.parameters(), online.parameters(), strict=True):
-        t.lerp_(o.detach(), 1 - momentum)
-
-
-def cosine_momentum(step: int, total_steps: int, base: float) -> float:
-    """BYOL's schedule (sec. 3.2): 1 - (1 - base) (cos(pi k / K) + 1) / 2, base at k=0, 1 at k=K."""
-    if total_steps <= 0:
-        return base
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2
+from ssl_core.methods.momentum import cosine_momentum, ema_update, frozen_copy
 
 
 def byol_loss(p: Tensor, z: Tensor) -> Tensor:

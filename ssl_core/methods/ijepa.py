@@ -8,7 +8,6 @@ turns context tokens plus positioned mask tokens into the targets' layer-normed 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 from ssl_core import augment
 from ssl_core.backbones.vit import Block
 from ssl_core.methods.base import Method, MethodConfig, register_method
+from ssl_core.methods.momentum import cosine_momentum, ema_update, frozen_copy
 
 
 def _block_side(scale: tuple[float, float], aspect: tuple[float, float], grid: int) -> tuple[int, int]:
@@ -128,7 +128,7 @@ class IJEPA(Method):
         self.grid = math.isqrt(backbone.num_patches)
         self.predictor = Predictor(backbone.out_dim, backbone.num_patches, cfg.predictor_dim,
                                    cfg.predictor_depth, cfg.predictor_heads)
-        self.target_encoder = copy.deepcopy(backbone).requires_grad_(False)
+        self.target_encoder = frozen_copy(backbone)
         self.view_cfg = augment.ViewConfig(**cfg.views)
 
     def training_step(self, images_u8: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
@@ -148,13 +148,11 @@ class IJEPA(Method):
         return {"loss": ijepa_loss(pred, target.reshape(b * m, n, -1)),
                 "context_patches": torch.tensor(float(context_idx.shape[1]))}
 
-    @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
-        # Cosine schedule from ema_start to ema_end (BYOL's; the paper's code raises it linearly).
-        progress = min(1.0, (step + 1) / max(1, total_steps))
-        m = self.cfg.ema_end - (self.cfg.ema_end - self.cfg.ema_start) * (math.cos(math.pi * progress) + 1) / 2
-        for t, o in zip(self.target_encoder.parameters(), self.backbone.parameters()):
-            t.lerp_(o.detach(), 1 - m)
+        # Cosine schedule from ema_start to ema_end (BYOL's; the paper's code raises it linearly),
+        # read after the step just taken.
+        m = cosine_momentum(step + 1, max(1, total_steps), self.cfg.ema_start, self.cfg.ema_end)
+        ema_update(self.target_encoder, self.backbone, m)
 
     def encode(self, images: Tensor) -> Tensor:
         # The paper evaluates the target encoder, its patch tokens average-pooled.

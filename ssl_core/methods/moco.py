@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ssl_core import augment
 from ssl_core.methods.base import Method, MethodConfig, register_method
-from ssl_core.methods.byol import cosine_momentum, ema_update, frozen_copy
+from ssl_core.methods.momentum import cosine_momentum, ema_update, frozen_copy
 from ssl_core.methods.heads import mlp
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ssl_core.methods import build_method
-from ssl_core.methods.byol import byol_loss, cosine_momentum, ema_update
+from ssl_core.methods.byol import byol_loss
+from ssl_core.methods.momentum import cosine_momentum, ema_update
 
 
 def naive_byol_loss(p: torch.Tensor, z: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ import torch
 
 from ssl_core.backbones import build_backbone
 from ssl_core.methods import build_method
-from ssl_core.methods.byol import cosine_momentum
+from ssl_core.methods.momentum import cosine_momentum
 from ssl_core.methods.dino import dino_loss, encode_crop, update_center
 
 
