@@ -137,6 +137,12 @@ class Run:
     def index_path(self) -> Path:
         return self.path / "index" / "faiss.index"
 
+    @property
+    def analysis_dir(self) -> Path:
+        """Results computed on request after the pipeline: layer and factor probes, fine-tuning,
+        clusters, outliers. One file (or a few) per analysis, each rewritten only when asked."""
+        return self.path / "analysis"
+
     # -- config ----------------------------------------------------------------------------
     def read_config_dict(self) -> dict[str, Any]:
         try:
