@@ -24,7 +24,7 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "convnet"  # convnet | resnet18 | vit_tiny
+    name: str = "convnet"  # convnet | resnet18 | vit_tiny | vit_mini
 
 
 @dataclass

@@ -10,15 +10,30 @@ from __future__ import annotations
 
 from typing import Callable
 
-from torch import nn
+from torch import Tensor, nn
 
 from ssl_core.registry import Registry
 
 
 class Backbone(nn.Module):
-    """An encoder whose forward returns (B, out_dim) pooled features."""
+    """An encoder whose forward returns (B, out_dim) pooled features.
+
+    Each backbone also declares its depth, for the layer-wise probe and for fine-tuning:
+    `forward_layers` gives one pooled vector per probed layer, shallow to deep, and `last_block`
+    the modules that "fine-tune the last block" unfreezes.
+    """
 
     out_dim: int
+    layer_pooling: str = "the backbone's output"  # how forward_layers pools each layer, in words
+
+    def forward_layers(self, x: Tensor) -> dict[str, Tensor]:
+        """(B, 3, H, W) normalized images -> {layer name: (B, D_layer)} pooled features, ordered
+        from the first layer to the last; the last one is what `forward` returns."""
+        return {"output": self(x)}
+
+    def last_block(self) -> list[nn.Module]:
+        """The modules of the deepest block (unfrozen when fine-tuning only the last block)."""
+        return [self]
 
 
 BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")

@@ -45,6 +45,23 @@ class ConvNet(Backbone):
         x = x.contiguous(memory_format=torch.channels_last)
         return self.pool(self.features(x)).flatten(1)
 
+    layer_pooling = "global average pool of each conv block's feature map (after its ReLU, before the max-pool)"
+
+    def forward_layers(self, x: Tensor) -> dict[str, Tensor]:
+        """{"block1".."block4": (B, width)}: each conv block's output, globally average-pooled."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        out: dict[str, Tensor] = {}
+        for module in self.features:
+            x = module(x)
+            if isinstance(module, nn.ReLU):  # the end of a conv-BN-ReLU block
+                out[f"block{len(out) + 1}"] = x.mean(dim=(2, 3))
+        return out
+
+    def last_block(self) -> list[nn.Module]:
+        modules = list(self.features)
+        last_conv = max(i for i, m in enumerate(modules) if isinstance(m, nn.Conv2d))
+        return modules[last_conv:]
+
 
 @BACKBONES.register("convnet")
 def convnet(resolution: int = 32) -> ConvNet:

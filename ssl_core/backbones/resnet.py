@@ -64,6 +64,19 @@ class ResNet18(Backbone):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.pool(x).flatten(1)
 
+    layer_pooling = "global average pool of the feature map after the stem and after each stage"
+
+    def forward_layers(self, x: Tensor) -> dict[str, Tensor]:
+        """{"stem", "layer1".."layer4": (B, channels)}, each globally average-pooled."""
+        out: dict[str, Tensor] = {}
+        for name in ("stem", "layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self, name)(x)
+            out[name] = x.mean(dim=(2, 3))
+        return out
+
+    def last_block(self) -> list[nn.Module]:
+        return [self.layer4]  # the last stage (two basic blocks)
+
 
 @BACKBONES.register("resnet18")
 def resnet18(resolution: int = 32) -> ResNet18:

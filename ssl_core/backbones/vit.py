@@ -4,9 +4,12 @@ dim 192, depth 12, 3 heads, MLP ratio 4, pre-norm blocks, a CLS token and learne
 embeddings. The patch size is resolution // 8, so every resolution gives an 8x8 grid of 64
 patch tokens (4 px patches at 32 px, 8 px at 64 px).
 
+`vit_mini` is the same model at dim 96, depth 4 and 3 heads, small enough to train on a CPU.
+
 As in facebookresearch/dino's vision_transformer.py, attention computes its softmax explicitly
-when asked, so `get_last_selfattention` returns the maps without hooks; otherwise it takes the
-fused `F.scaled_dot_product_attention` path, which returns no weights.
+when asked, so `get_last_selfattention` (and `get_all_selfattentions`, for attention rollout)
+return the maps without hooks; otherwise it takes the fused `F.scaled_dot_product_attention`
+path, which returns no weights.
 """
 
 from __future__ import annotations
@@ -130,6 +133,31 @@ class VisionTransformer(Backbone):
         _, attn = self.blocks[-1](x, return_attention=True)
         return attn
 
+    def get_all_selfattentions(self, x: Tensor) -> list[Tensor]:
+        """(B, 3, R, R) -> one (B, heads, 1 + T, 1 + T) attention tensor per block, first block
+        first: what attention rollout (Abnar & Zuidema 2020) multiplies through the layers."""
+        x = self._tokens(x)
+        maps = []
+        for block in self.blocks:
+            x, attn = block(x, return_attention=True)
+            maps.append(attn)
+        return maps
+
+    layer_pooling = "CLS token of each block's output, after the final LayerNorm (as DINO's get_intermediate_layers)"
+
+    def forward_layers(self, x: Tensor) -> dict[str, Tensor]:
+        """{"block1".."block<depth>": (B, dim)}: the CLS token after each block, normalized by
+        the final norm; the last one is `forward`'s output."""
+        x = self._tokens(x)
+        out: dict[str, Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            x, _ = block(x)
+            out[f"block{i + 1}"] = self.norm(x[:, 0])
+        return out
+
+    def last_block(self) -> list[nn.Module]:
+        return [self.blocks[-1], self.norm]
+
 
 def _init_weights(m: nn.Module) -> None:
     if isinstance(m, nn.Linear):
@@ -141,11 +169,24 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-@BACKBONES.register("vit_tiny")
-def vit_tiny(resolution: int = 32) -> VisionTransformer:
+def _patch_size(name: str, resolution: int) -> int:
     if resolution % GRID != 0:
         raise ValueError(
-            f"vit_tiny uses a {GRID}x{GRID} patch grid, so the resolution must be a multiple "
+            f"{name} uses a {GRID}x{GRID} patch grid, so the resolution must be a multiple "
             f"of {GRID}; got {resolution} (try {resolution - resolution % GRID or GRID})"
         )
-    return VisionTransformer(resolution, patch_size=resolution // GRID)
+    return resolution // GRID
+
+
+@BACKBONES.register("vit_tiny")
+def vit_tiny(resolution: int = 32) -> VisionTransformer:
+    return VisionTransformer(resolution, patch_size=_patch_size("vit_tiny", resolution))
+
+
+@BACKBONES.register("vit_mini")
+def vit_mini(resolution: int = 32) -> VisionTransformer:
+    """A ViT small enough to train on a CPU: dim 96, depth 4, 3 heads (head dim 32), MLP ratio 4,
+    the same 8x8 patch grid as vit_tiny; 0.46M parameters against vit_tiny's 5.4M. A training
+    step of 256 images at 32 px (forward, backward, AdamW) costs ~10x less than vit_tiny's and
+    ~2x a convnet's on the same CPU."""
+    return VisionTransformer(resolution, patch_size=_patch_size("vit_mini", resolution), dim=96, depth=4, heads=3)

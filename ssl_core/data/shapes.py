@@ -205,6 +205,34 @@ def _texture(scenes: dict[str, np.ndarray], gx: np.ndarray, gy: np.ndarray, rng)
     return mix
 
 
+def _pixel_grid(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres in [0, 1] image coordinates, shaped to broadcast as (1, 1, R) and (1, R, 1)."""
+    grid = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution
+    return grid[None, None, :], grid[None, :, None]
+
+
+def _coverage(batch: dict[str, np.ndarray], resolution: int, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
+    """How much of each pixel the shape covers, (B, R, R) float32 in [0, 1] (anti-aliased)."""
+    # Each image's grid in its shape's frame: shifted to the centre, turned by -rotation
+    # (so the shape turns by +rotation) and divided by the radius.
+    theta = np.deg2rad(batch["rotation"]).astype(np.float32)[:, None, None]
+    inv_scale = (1 / batch["scale"]).astype(np.float32)[:, None, None]
+    dx = gx - batch["pos_x"].astype(np.float32)[:, None, None]
+    dy = gy - batch["pos_y"].astype(np.float32)[:, None, None]
+    cos, sin = np.cos(theta) * inv_scale, np.sin(theta) * inv_scale
+    local_x = dx * cos + dy * sin
+    local_y = dy * cos - dx * sin
+
+    coverage = np.empty((len(batch["label"]), resolution, resolution), np.float32)
+    for label, sdf in enumerate(SHAPES.values()):
+        at = batch["label"] == label
+        if at.any():
+            # Distance in pixels = shape-frame distance * radius * resolution.
+            pixels = sdf(local_x[at], local_y[at]) / inv_scale[at] * resolution
+            coverage[at] = np.clip(0.5 - pixels, 0, 1)
+    return coverage
+
+
 def render(
     scenes: dict[str, np.ndarray], resolution: int, noise_seq: np.random.SeedSequence
 ) -> np.ndarray:
@@ -212,30 +240,11 @@ def render(
     n = len(scenes["label"])
     out = np.empty((n, resolution, resolution, 3), np.uint8)
     noise_rng = np.random.default_rng(noise_seq)
-    # Pixel centres in [0, 1] image coordinates.
-    grid = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution
-    gx, gy = grid[None, None, :], grid[None, :, None]
+    gx, gy = _pixel_grid(resolution)
     for start in range(0, n, BATCH):
         batch = {k: v[start : start + BATCH] for k, v in scenes.items()}
         b = len(batch["label"])
-
-        # Each image's grid in its shape's frame: shifted to the centre, turned by -rotation
-        # (so the shape turns by +rotation) and divided by the radius.
-        theta = np.deg2rad(batch["rotation"]).astype(np.float32)[:, None, None]
-        inv_scale = (1 / batch["scale"]).astype(np.float32)[:, None, None]
-        dx = gx - batch["pos_x"].astype(np.float32)[:, None, None]
-        dy = gy - batch["pos_y"].astype(np.float32)[:, None, None]
-        cos, sin = np.cos(theta) * inv_scale, np.sin(theta) * inv_scale
-        local_x = dx * cos + dy * sin
-        local_y = dy * cos - dx * sin
-
-        coverage = np.empty((b, resolution, resolution), np.float32)
-        for label, sdf in enumerate(SHAPES.values()):
-            at = batch["label"] == label
-            if at.any():
-                # Distance in pixels = shape-frame distance * radius * resolution.
-                pixels = sdf(local_x[at], local_y[at]) / inv_scale[at] * resolution
-                coverage[at] = np.clip(0.5 - pixels, 0, 1)
+        coverage = _coverage(batch, resolution, gx, gy)
 
         fg = _hsv_to_rgb(batch["color_hue"], batch["saturation"], batch["value"])
         bg1 = _hsv_to_rgb(batch["bg_hue"], batch["bg_saturation"], batch["bg_value"])
@@ -250,9 +259,48 @@ def render(
     return out
 
 
+def scene_masks(scenes: dict[str, np.ndarray], resolution: int) -> np.ndarray:
+    """The shape's coverage of every pixel of the scenes from `draw_scenes`, (N, R, R) float32
+    in [0, 1]: exactly the mask `render` blends the shape's colour with (1 inside, 0 outside,
+    fractional on the anti-aliased edge)."""
+    n = len(scenes["label"])
+    out = np.empty((n, resolution, resolution), np.float32)
+    gx, gy = _pixel_grid(resolution)
+    for start in range(0, n, BATCH):
+        batch = {k: v[start : start + BATCH] for k, v in scenes.items()}
+        out[start : start + len(batch["label"])] = _coverage(batch, resolution, gx, gy)
+    return out
+
+
 # --- The dataset ----------------------------------------------------------------------------
 
 FACTORS = ("color_hue", "scale", "rotation", "pos_x", "pos_y", "background")
+
+
+def _split_sizes(cfg: DataConfig) -> dict[str, int]:
+    sizes = {
+        "train": DEFAULT_TRAIN_SIZE if cfg.train_size is None else cfg.train_size,
+        "test": DEFAULT_TEST_SIZE if cfg.test_size is None else cfg.test_size,
+    }
+    for split, size in sizes.items():
+        if size < 0:
+            raise ValueError(f"shapes {split}_size must be >= 0; got {size}")
+    return sizes
+
+
+def shape_masks(cfg: DataConfig) -> np.ndarray:
+    """Each image's shape mask, (N, R, R) float32 coverage in [0, 1], in the dataset's order
+    (train then test) as `load_shapes(cfg)` renders the images: the ground truth of where the
+    object is, for measuring where an encoder looks."""
+    if cfg.dataset != "shapes":
+        raise ValueError(f"shape masks exist only for the shapes dataset; got '{cfg.dataset}'")
+    if cfg.resolution < MIN_RESOLUTION:
+        raise ValueError(f"shapes needs resolution >= {MIN_RESOLUTION}; got {cfg.resolution}")
+    masks = []
+    for split_seq, size in zip(np.random.SeedSequence(cfg.seed).spawn(2), _split_sizes(cfg).values()):
+        scene_seq, _ = split_seq.spawn(2)
+        masks.append(scene_masks(draw_scenes(size, scene_seq), cfg.resolution))
+    return np.concatenate(masks)
 
 
 @DATASETS.register("shapes")
@@ -264,14 +312,7 @@ def load_shapes(cfg: DataConfig) -> ImageSet:
     """
     if cfg.resolution < MIN_RESOLUTION:
         raise ValueError(f"shapes needs resolution >= {MIN_RESOLUTION}; got {cfg.resolution}")
-    sizes = {
-        "train": DEFAULT_TRAIN_SIZE if cfg.train_size is None else cfg.train_size,
-        "test": DEFAULT_TEST_SIZE if cfg.test_size is None else cfg.test_size,
-    }
-    for split, size in sizes.items():
-        if size < 0:
-            raise ValueError(f"shapes {split}_size must be >= 0; got {size}")
-
+    sizes = _split_sizes(cfg)
     images, scenes = [], []
     for split_seq, size in zip(np.random.SeedSequence(cfg.seed).spawn(2), sizes.values()):
         scene_seq, noise_seq = split_seq.spawn(2)

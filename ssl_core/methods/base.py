@@ -16,7 +16,7 @@ from ssl_core import augment
 from ssl_core.backbones import BACKBONES, Backbone, build_backbone
 from ssl_core.registry import Registry
 
-ALL_BACKBONES = ("convnet", "resnet18", "vit_tiny")
+ALL_BACKBONES = ("convnet", "resnet18", "vit_tiny", "vit_mini")
 
 
 @dataclasses.dataclass

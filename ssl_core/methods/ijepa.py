@@ -118,7 +118,7 @@ class IJEPA(Method):
     name = "ijepa"
     family = "predictive-coding"
     description = "predict target blocks' features (EMA encoder) from a context block (Assran et al. 2023)"
-    backbones = ("vit_tiny",)
+    backbones = ("vit_tiny", "vit_mini")
     Config = IJEPAConfig
 
     def __init__(self, backbone, cfg: IJEPAConfig, **kwargs):

@@ -114,7 +114,7 @@ class MAE(Method):
     name = "mae"
     family = "masked-prediction"
     description = "the ViT sees 25% of patches, a small decoder redraws the hidden ones' pixels (He et al. 2022)"
-    backbones = ("vit_tiny",)
+    backbones = ("vit_tiny", "vit_mini")
     Config = MAEConfig
 
     def __init__(self, backbone, cfg: MAEConfig, **kwargs):
