@@ -67,3 +67,31 @@ def cancel(store: RunStore, run_id: str) -> bool:
 def _alive(status: dict) -> bool:
     pid = status.get("pid")
     return isinstance(pid, int) and process_alive(pid, status.get("pid_start"))
+
+
+def start_analysis(store: RunStore, run_id: str, names: list[str] | None = None, *, recompute: bool = False,
+                   device: str = "auto") -> int:
+    """Run `ssl-explorer analyze RUN_ID` in the background (its output in analysis/job.log);
+    returns its pid at once. Refuses while an analysis job of this run is running."""
+    from ssl_core.analysis import JOB_FILE, LOG_FILE, check_names, job_lock, job_record, job_running
+    from ssl_core.runs import atomic_write_json
+
+    run = store.get(run_id)
+    args = [sys.executable, "-m", "ssl_core.cli", "analyze", run.id, "--runs-dir", str(store.root),
+            "--device", device, "--no-progress"]
+    if names:
+        args += ["--only", ",".join(check_names(list(names)))]
+    if recompute:
+        args.append("--recompute")
+    run.analysis_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Under the lock until "queued" is written: the job's first record comes after it, never before.
+    with job_lock(run), (run.analysis_dir / LOG_FILE).open("ab") as log:
+        if job_running(run):
+            raise ValueError(f"run {run_id} already has an analysis job running "
+                             f"(see {run.analysis_dir / JOB_FILE}); wait for it to end")
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, env=env, cwd=Path.cwd())
+        atomic_write_json(run.analysis_dir / JOB_FILE,
+                          job_record(status="queued", names=list(names or []), pid=process.pid))
+    return process.pid

@@ -1,0 +1,179 @@
+"""Clusters: a run's k-means and HDBSCAN clusters with their most central and most outlying
+images, its outliers (images far from all others) and its near-duplicate pairs. All of it is
+computed once by `ssl-explorer analyze RUN_ID` (or a job started here) and only read."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+import loaders
+from ssl_core import jobs
+from ssl_core.clusters import has_clusters
+from ssl_core.explore import missing_steps
+from ssl_core.outliers import has_outliers, pairs_above
+from ssl_core.runs import Run, RunStore
+from widgets.image_grid import enlarge, image_grid
+from widgets.run_picker import pick_run
+
+ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}
+PAIRS_SHOWN = 24  # near-duplicate pairs drawn at once; the count covers all that pass the threshold
+POLL_SECONDS = 3  # while a job computes an analysis, how often the page looks for its result
+HAS_RESULT = {"clusters": has_clusters, "outliers": has_outliers}
+
+
+def caption(summary: dict, labels, row: int, row_id: str, value: str) -> str:
+    """'id · value · label' under one of a cluster's images."""
+    names, label = summary.get("class_names") or [], int(labels[row])
+    return " · ".join([row_id, value, names[label] if 0 <= label < len(names) else "unlabelled"])
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def wait_for(run: Run, name: str) -> None:
+    """Reruns the page once the job has stored the analysis; meanwhile only this fragment reruns."""
+    if HAS_RESULT[name](run):
+        st.rerun()
+
+
+def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
+    """Says which command computes `name`, and offers to start it as a background job."""
+    command = f"ssl-explorer analyze {run.id} --only {name}"
+    start = getattr(jobs, "start_analysis", None)
+    st.info(f"The {what} of run {run.id} are not computed yet: `{command}` computes them"
+            + (", or start it here as a background job." if start else "."))
+    started_key = f"clusters_started_{name}_{run.id}"
+    if start is not None and st.button(f"Compute the {what}", key=f"clusters_start_{name}_{what}"):
+        try:
+            start(store, run.id, [name])
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            st.error(f"Could not start the {what}: {e}")
+        else:
+            st.session_state[started_key] = True
+    if st.session_state.get(started_key):
+        st.success(f"Computing the {what} in the background; they appear here when stored.")
+        wait_for(run, name)
+
+
+store = RunStore()
+st.title("Clusters")
+run = pick_run(store, "clusters", prefer=lambda s: s.status == "finished"
+               and "embed" not in missing_steps(store.get(s.id)))
+if run is None:
+    st.stop()
+if "embed" in missing_steps(run):
+    st.warning(f"Run {run.id} has no embeddings yet, so nothing to cluster: its training job embeds them "
+               f"when it finishes, or run `ssl-explorer embed {run.id}`.")
+    st.stop()
+if st.session_state.get("clusters_for_run") != run.id:  # a new run starts on its largest cluster
+    st.session_state["clusters_for_run"] = run.id
+    st.session_state.pop("clusters_cluster", None)
+
+try:
+    clusters = loaders.clusters(run)
+    outliers = loaders.outliers(run)
+    images = loaders.images(run) if clusters is not None or outliers is not None else None
+except (OSError, ValueError, KeyError) as e:
+    st.error(f"Cannot show the analyses of run {run.id}: {e}")
+    st.stop()
+
+clusters_tab, outliers_tab, pairs_tab = st.tabs(["Clusters", "Outliers", "Near-duplicates"])
+
+with clusters_tab:
+    if clusters is None:
+        not_computed(store, run, "clusters", "clusters")
+    else:
+        summary, arrays = clusters
+        algorithm = st.radio("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get, horizontal=True,
+                             key="clusters_algorithm")
+        result = summary[algorithm]
+        settings = summary["settings"][algorithm]
+        facts = [f"{result['num_clusters']} clusters of {summary['num_rows']:,} images"]
+        if algorithm == "kmeans":
+            facts.append(f"k = {settings['k']} ({settings['k_rule']})")
+        else:
+            facts.append(f"{result['noise_rows']:,} images ({result['noise_fraction']:.0%}) are noise, in no cluster")
+            facts.append(f"min cluster size {settings['min_cluster_size']}, on {settings['pca_dims']} PCA dims")
+        if result.get("purity") is not None:
+            facts.append(f"purity {result['purity']:.3f} · NMI {result['nmi']:.3f} · ARI {result['ari']:.3f} "
+                         "against the labels")
+        st.caption(" · ".join(facts))
+        records = result["clusters"]
+        if not records:
+            st.info(f"{ALGORITHMS[algorithm]} found no cluster in this run: every image is noise.")
+        else:
+            table = pd.DataFrame({
+                "cluster": [r["cluster"] for r in records],
+                "images": [r["size"] for r in records],
+                "dominant label": [r["dominant_label_name"] or "" for r in records],
+                "purity": [r["purity"] for r in records],
+                "mean distance": [r["mean_distance"] for r in records],
+            })
+            by_cluster = {r["cluster"]: r for r in records}
+            if st.session_state.get("clusters_cluster") not in by_cluster:
+                st.session_state["clusters_cluster"] = records[0]["cluster"]
+
+            def on_table_select() -> None:
+                rows = st.session_state["clusters_table"].selection.rows
+                if rows:
+                    st.session_state["clusters_cluster"] = records[rows[0]]["cluster"]
+
+            st.dataframe(table, hide_index=True, on_select=on_table_select, selection_mode="single-row",
+                         key="clusters_table", column_config={
+                             "purity": st.column_config.ProgressColumn("purity", min_value=0.0, max_value=1.0,
+                                                                       format="%.2f")})
+
+            def describe(cluster: int) -> str:
+                record = by_cluster[cluster]
+                label = (f" · mostly {record['dominant_label_name']} ({record['purity']:.0%})"
+                         if record["purity"] is not None else "")
+                return f"cluster {cluster} · {record['size']:,} images{label}"
+
+            chosen = st.selectbox("Cluster", list(by_cluster), format_func=describe, key="clusters_cluster",
+                                  help="or click a row of the table")
+            record = by_cluster[chosen]
+            distance, labels = arrays[f"{algorithm}_distance"], arrays["labels"]
+            for title, kind in (("most central", "central"), ("most outlying", "outlying")):
+                rows, ids = record[f"{kind}_rows"], record[f"{kind}_ids"]
+                st.subheader(f"Cluster {chosen}: {title} images")
+                image_grid(images[rows], [caption(summary, labels, row, row_id, f"d={distance[row]:.3f}")
+                                          for row, row_id in zip(rows, ids)], columns=8)
+            st.caption("d: cosine distance to the cluster's centre. Colour the map by cluster on the Explore page.")
+
+with outliers_tab:
+    if outliers is None:
+        not_computed(store, run, "outliers", "outlier scores")
+    else:
+        summary, arrays = outliers
+        settings, stats = summary["settings"], summary["score_stats"]
+        st.caption(f"Score: mean cosine distance to the {settings['k']} nearest other images, over "
+                   f"{summary['num_rows']:,} images (median {stats['median']:.3f}, 99th percentile "
+                   f"{stats['p99']:.3f}). The highest first:")
+        top = summary["top_outliers"]
+        shown = len(top) if len(top) < 2 else int(st.slider(
+            "Images", min_value=1, max_value=len(top), value=min(32, len(top)), key="clusters_outliers_shown"))
+        rows = [o["row"] for o in top[:shown]]
+        image_grid(images[rows], [" · ".join([o["id"], f"score={o['score']:.3f}", o["label_name"] or "unlabelled"])
+                                  for o in top[:shown]], columns=8)
+
+with pairs_tab:
+    if outliers is None:
+        not_computed(store, run, "outliers", "near-duplicate pairs")
+    else:
+        summary, _ = outliers
+        duplicates = summary["duplicates"]
+        stored_threshold = float(duplicates["threshold"])
+        threshold = stored_threshold if stored_threshold >= 1.0 else st.slider(
+            "Cosine similarity at least", min_value=stored_threshold, max_value=1.0, value=stored_threshold,
+            step=0.001, format="%.3f", key="clusters_pair_threshold",
+            help="filters the stored pairs; pairs below the threshold they were computed with were never "
+                 f"stored (`ssl-explorer analyze {run.id} --only outliers` computes them again)")
+        pairs = pairs_above(summary, threshold)
+        capped = (f" (the {duplicates['pairs_stored']:,} most similar of the {duplicates['pairs_found']:,} pairs "
+                  f"at {stored_threshold:.3f} or more are stored)" if duplicates["capped"] else "")
+        st.caption(f"{len(pairs):,} pairs at similarity {threshold:.3f} or more{capped}."
+                   + (f" Showing the first {PAIRS_SHOWN}." if len(pairs) > PAIRS_SHOWN else ""))
+        for pair in pairs[:PAIRS_SHOWN]:
+            left, right, facts = st.columns([1, 1, 4])
+            left.image(enlarge(images[pair["a"]]), caption=f"{pair['id_a']} · {pair['label_name_a'] or 'unlabelled'}")
+            right.image(enlarge(images[pair["b"]]), caption=f"{pair['id_b']} · {pair['label_name_b'] or 'unlabelled'}")
+            facts.markdown(f"similarity **{pair['similarity']:.4f}**")

@@ -1,0 +1,111 @@
+"""The Clusters page: the clusters table, a cluster's central and outlying images, the outlier
+gallery, the near-duplicate pairs, and what it says when nothing is stored yet; and colouring the
+Explore page's map by cluster."""
+
+from __future__ import annotations
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+from app_driver import APP, open_page, texts
+from ssl_core import jobs
+from ssl_core.clusters import cluster_run, load_clusters
+from ssl_core.outliers import load_outliers, outlier_run, pairs_above
+
+
+def open_clusters(run_id: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    at.switch_page("app_pages/clusters.py")
+    at.query_params.update({"run": run_id})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def captions(at: AppTest, marker: str) -> list[str]:
+    return [c for image in at.get("image") for c in image.captions if marker in c]
+
+
+def test_with_nothing_stored_the_page_names_the_commands(run):
+    at = open_clusters(run.id)
+    infos = texts(at.info)
+    assert any(f"`ssl-explorer analyze {run.id} --only clusters`" in i for i in infos), infos
+    assert any(f"`ssl-explorer analyze {run.id} --only outliers`" in i for i in infos), infos
+    assert not at.get("image") and not at.dataframe
+    assert not (run.analysis_dir / "clusters.json").exists()  # a visit computes nothing
+    assert len(at.button) == 3, [b.label for b in at.button]  # clusters, outliers, near-duplicates
+
+
+def test_the_compute_button_starts_a_background_job(run, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_analysis", lambda store, run_id, names: started.append((run_id, names)))
+    at = open_clusters(run.id)
+    next(b for b in at.button if b.label == "Compute the clusters").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert started == [(run.id, ["clusters"])]
+    assert any("Computing the clusters in the background" in s for s in texts(at.success)), texts(at.success)
+
+
+def test_the_table_and_a_chosen_clusters_images(run):
+    cluster_run(run)
+    summary, arrays = load_clusters(run)
+    at = open_clusters(run.id)
+    records = summary["kmeans"]["clusters"]
+    table = at.dataframe[0].value
+    assert list(table["cluster"]) == [r["cluster"] for r in records]
+    assert list(table["images"]) == [r["size"] for r in records] and sum(table["images"]) == 224
+    assert list(table["purity"]) == [r["purity"] for r in records]
+    # The largest cluster is shown first: its most central images, then its most outlying.
+    shown = [c.split(" · ")[0] for c in captions(at, " · d=")]
+    assert shown == records[0]["central_ids"] + records[0]["outlying_ids"]
+    other = records[-1]
+    at.selectbox(key="clusters_cluster").select(other["cluster"]).run()
+    assert [c.split(" · ")[0] for c in captions(at, " · d=")] == other["central_ids"] + other["outlying_ids"]
+    row = other["central_rows"][0]
+    label = summary["class_names"][arrays["labels"][row]]
+    distance = arrays["kmeans_distance"][row]
+    assert captions(at, " · d=")[0] == f"{other['central_ids'][0]} · d={distance:.3f} · {label}"
+    assert f"Cluster {other['cluster']}: most outlying images" in texts(at.subheader)
+
+    at.radio(key="clusters_algorithm").set_value("hdbscan").run()
+    assert not at.exception
+    hdbscan = summary["hdbscan"]
+    assert list(at.dataframe[0].value["images"]) == [r["size"] for r in hdbscan["clusters"]]
+    assert any(f"{hdbscan['noise_rows']:,} images" in c and "noise" in c for c in texts(at.caption))
+
+
+def test_the_outlier_gallery_and_the_near_duplicate_pairs(run):
+    outlier_run(run, threshold=0.9, top=50)
+    summary, _ = load_outliers(run)
+    at = open_clusters(run.id)
+    gallery = captions(at, " · score=")
+    assert len(gallery) == 32  # the slider's default
+    top = summary["top_outliers"][:32]
+    assert gallery == [f"{o['id']} · score={o['score']:.3f} · {o['label_name']}" for o in top]
+    at.slider(key="clusters_outliers_shown").set_value(5).run()
+    assert len(captions(at, " · score=")) == 5
+
+    stored = summary["duplicates"]["pairs"]
+    assert stored, "the tiny run should have pairs above 0.9"
+    middle = sorted(p["similarity"] for p in stored)[len(stored) // 2]
+    at.slider(key="clusters_pair_threshold").set_value(round(middle, 3)).run()
+    expected = pairs_above(summary, round(middle, 3))
+    assert 0 < len(expected) < len(stored)
+    assert any(c.startswith(f"{len(expected):,} pairs at similarity {round(middle, 3):.3f}") for c in texts(at.caption))
+    first = expected[0]
+    shown = [c for image in at.get("image") for c in image.captions]
+    assert f"{first['id_a']} · {first['label_name_a']}" in shown
+    assert f"{first['id_b']} · {first['label_name_b']}" in shown
+
+
+def test_the_explore_map_can_be_coloured_by_cluster(run):
+    cluster_run(run)
+    summary, arrays = load_clusters(run)
+    at = open_page("explore", {"run": run.id})
+    at.selectbox(key="explore_colour").select("k-means cluster").run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    sizes = {trace["name"]: len(trace["hovertext"]) for trace in spec["data"]}
+    assert sizes == {f"cluster {r['cluster']}": r["size"] for r in summary["kmeans"]["clusters"]}
