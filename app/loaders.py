@@ -14,6 +14,7 @@ index and the trained model go through `st.cache_resource` (one shared object, n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import streamlit as st
@@ -94,3 +95,177 @@ def search(run: Run) -> Search:
 
 def method(run: Run):
     return _method(str(run.path.parent), run.id, fingerprint(run, run.checkpoint_path, run.config_path))
+
+
+# -- several runs side by side: the Compare page ----------------------------------------------
+# Keyed by the runs' ids and the fingerprints of the files each result is made from, so a run
+# embedded or mapped again is compared afresh; a rerun of the page is a dictionary lookup.
+RunsKey = tuple[str, tuple[str, ...], tuple[Fingerprint, ...]]
+
+
+def _runs_key(runs: list[Run], files: Callable[[Run], list[Path]]) -> RunsKey:
+    return str(runs[0].path.parent), tuple(r.id for r in runs), tuple(fingerprint(r, *files(r)) for r in runs)
+
+
+def _runs(root: str, run_ids: tuple[str, ...]) -> list[Run]:
+    return [Run(Path(root) / run_id) for run_id in run_ids]
+
+
+def _map_files(run: Run) -> list[Path]:
+    return [run.projection_dir / PCA_FILE, run.projection_dir / UMAP_FILE, *_embedding_files(run)]
+
+
+@st.cache_data(max_entries=8, show_spinner="Comparing the runs' embeddings…")
+def _similarity(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> dict:
+    from ssl_core.compare import compare_many
+
+    return compare_many(_runs(root, run_ids))
+
+
+@st.cache_data(max_entries=8, show_spinner="Aligning the maps…")
+def _aligned_maps(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> list:
+    from ssl_core.compare import aligned_maps
+
+    return aligned_maps(_runs(root, run_ids))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _labels(root: str, run_id: str, stamp: Fingerprint) -> tuple[np.ndarray, list[str], list[str]]:
+    from ssl_core.compare import class_names
+    from ssl_core.embed import load_all_embeddings
+
+    run = Run(Path(root) / run_id)
+    _, labels, ids, _ = load_all_embeddings(run)
+    return labels, list(ids), class_names(run)
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _comparison_html(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> bytes:
+    from ssl_core.export import comparison_html
+
+    return comparison_html(_runs(root, run_ids)).encode()
+
+
+def similarity(runs: list[Run]) -> dict:
+    """compare_many: CKA and k-NN overlap matrices on the runs' shared test rows."""
+    return _similarity(*_runs_key(runs, _embedding_files))
+
+
+def aligned_maps(runs: list[Run]) -> list[tuple[np.ndarray, str]]:
+    """Each run's map, every one after the first aligned onto the first (Procrustes)."""
+    return _aligned_maps(*_runs_key(runs, _map_files))
+
+
+def labels(run: Run) -> tuple[np.ndarray, list[str], list[str]]:
+    """(labels, ids, class names) of the run's rows, train then test."""
+    return _labels(str(run.path.parent), run.id,
+                   fingerprint(run, *_embedding_files(run), run.embeddings_dir / "class_names.json"))
+
+
+def comparison_html(runs: list[Run]) -> bytes:
+    """The standalone comparison page (ssl_core.export), made once per version of the runs."""
+    return _comparison_html(*_runs_key(runs, _score_files))
+
+
+def _score_files(run: Run) -> list[Path]:
+    """What the scores table reads: eval.json, metrics.jsonl, the stored analyses, the name."""
+    analyses = sorted(run.analysis_dir.glob("*.json")) if run.analysis_dir.is_dir() else []
+    return [*_map_files(run), run.eval_path, run.metrics_path, run.config_path, run.path / "label.txt", *analyses]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _ids_signature(root: str, run_id: str, stamp: Fingerprint) -> str:
+    from ssl_core.compare import ids_signature as signature
+
+    return signature(Run(Path(root) / run_id))
+
+
+def ids_signature(run: Run) -> str:
+    """compare.ids_signature: equal for runs over the same images, in the same order."""
+    stamp = fingerprint(run, *(run.embeddings_dir / f"{split}_ids.json" for split in ("train", "test")))
+    return _ids_signature(str(run.path.parent), run.id, stamp)
+
+
+# -- clusters and outliers (analysis/), computed on request by `ssl-explorer analyze` ----------
+def _analysis_files(run: Run, name: str) -> list[Path]:
+    return [run.analysis_dir / f"{name}.json", run.analysis_dir / f"{name}.npz"]
+
+
+def clusters_key(run: Run) -> Fingerprint:
+    """Changes whenever the run's clusters are computed again."""
+    return fingerprint(run, *_analysis_files(run, "clusters"))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _clusters(root: str, run_id: str, stamp: Fingerprint) -> tuple[dict, dict[str, np.ndarray]]:
+    from ssl_core.clusters import load_clusters
+
+    return load_clusters(Run(Path(root) / run_id))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _outliers(root: str, run_id: str, stamp: Fingerprint) -> tuple[dict, dict[str, np.ndarray]]:
+    from ssl_core.outliers import load_outliers
+
+    return load_outliers(Run(Path(root) / run_id))
+
+
+def clusters(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """(clusters.json, clusters.npz arrays) of the run; None while none are stored."""
+    from ssl_core.clusters import has_clusters
+
+    return _clusters(str(run.path.parent), run.id, clusters_key(run)) if has_clusters(run) else None
+
+
+def outliers(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """(outliers.json, outliers.npz arrays) of the run; None while none are stored."""
+    from ssl_core.outliers import has_outliers
+
+    if not has_outliers(run):
+        return None
+    return _outliers(str(run.path.parent), run.id, fingerprint(run, *_analysis_files(run, "outliers")))
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _map_html(root: str, run_id: str, stamp: Fingerprint) -> bytes:
+    from ssl_core.export import map_html as page
+
+    return page(Run(Path(root) / run_id)).encode()
+
+
+def map_html(run: Run) -> bytes:
+    """The run's map as a standalone HTML page (ssl_core.export), made once per version."""
+    return _map_html(str(run.path.parent), run.id, fingerprint(run, *_score_files(run)))
+
+
+# -- the Evaluate page: eval.json, class names and the stored evaluations -------------------------
+@st.cache_data(max_entries=64, show_spinner=False)
+def _json(root: str, run_id: str, relative: str, stamp: Fingerprint):
+    import json
+
+    try:
+        return json.loads((Path(root) / run_id / relative).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _run_json(run: Run, path: Path):
+    return _json(str(run.path.parent), run.id, str(path.relative_to(run.path)), fingerprint(run, path))
+
+
+def eval_scores(run: Run) -> dict | None:
+    """eval.json, or None while the run has no scores."""
+    return _run_json(run, run.eval_path)
+
+
+def class_names(run: Run) -> list[str]:
+    names = _run_json(run, run.embeddings_dir / "class_names.json")
+    return list(names) if isinstance(names, list) else []
+
+
+def evaluation(run: Run, name: str) -> dict | None:
+    """analysis/<name>.json (layers, factors, finetune), or None while it is not stored."""
+    from ssl_core.analysis import result_path
+
+    result = _run_json(run, result_path(run, name))
+    return result if isinstance(result, dict) else None

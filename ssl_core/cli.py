@@ -192,6 +192,27 @@ def cmd_eval(args: argparse.Namespace, store: RunStore) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace, store: RunStore) -> int:
+    """Run the on-request analyses (layer and factor probes, fine-tuning, clusters, outliers)
+    that the run lacks, or those named; print a JSON summary."""
+    from tqdm.auto import tqdm
+
+    from ssl_core.analysis import run_analyses
+
+    run = store.get(args.run_id)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    with tqdm(total=1000, desc="analyze", unit="‰", disable=args.no_progress, file=sys.stderr,
+              bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}") as bar:
+        def progress(fraction: float, text: str) -> None:
+            bar.n = round(1000 * fraction)
+            bar.set_postfix_str(text[:60], refresh=False)
+            bar.refresh()
+
+        result = run_analyses(run, names, recompute=args.recompute, device=args.device, progress=progress)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def cmd_neighbors(args: argparse.Namespace, store: RunStore) -> int:
     from ssl_core.index import neighbors
 
@@ -209,10 +230,62 @@ def cmd_neighbors(args: argparse.Namespace, store: RunStore) -> int:
     return 0
 
 
+def cmd_attention(args: argparse.Namespace, store: RunStore) -> int:
+    """Attention maps (ViT) or embedding-similarity saliency (CNN) of one image, as a PNG; or, with
+    --in-mask, the share of a ViT's attention that falls on the object (shapes runs)."""
+    from ssl_core import attention
+    from ssl_core.runs import atomic_write_bytes
+
+    runs = [store.get(args.run_id)] + ([store.get(args.run_b)] if args.run_b else [])
+    if args.in_mask:
+        for run in runs:
+            print(json.dumps(attention.in_mask_attention(run, limit=args.limit)))
+        return 0
+    if args.index is None or args.out is None:
+        raise ValueError("give the image's row with --index and the picture's path with --out "
+                         "(or --in-mask for the in-mask attention share)")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise ValueError(f"--threshold is the fraction of attention mass to keep, in (0, 1] (e.g. 0.6); "
+                         f"got {args.threshold}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file; got {out}")
+    if len(runs) == 2 and runs[1].config.data != runs[0].config.data:
+        _log(f"warning: run {runs[1].id} was trained on other data than run {runs[0].id}: row {args.index} "
+             "is a different image there")
+    rows = []
+    for run in runs:
+        maps = attention.run_attention(run, [args.index])
+        rows.append((attention.row_label(run, maps, args.index), attention.panels(maps, 0, args.threshold)))
+        print(f"{run.id}: {maps.note}")
+    atomic_write_bytes(out, attention.picture(rows))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace, store: RunStore) -> int:
     from ssl_core.compare import compare_runs
 
     print(json.dumps(compare_runs(store.get(args.run_a), store.get(args.run_b), k=args.k)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, store: RunStore) -> int:
+    from tqdm.auto import tqdm
+
+    from ssl_core.export import export
+
+    runs = [store.get(run_id) for run_id in args.run_ids]
+    # Only HTML takes a while (one PNG per image); a CSV is written at once.
+    with tqdm(total=100, desc="export", unit="%", file=sys.stderr, leave=False,
+              disable=Path(args.out).suffix.lower() != ".html") as bar:
+        def progress(fraction: float, text: str) -> None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(text)  # refreshes the bar
+
+        result = export(runs, args.out, progress)
+    size = f"{result['bytes'] / 1e6:.1f} MB" if result["bytes"] >= 100_000 else f"{result['bytes']:,} bytes"
+    print(f"wrote {result['path']} ({result['format']} of {', '.join(result['runs'])}, {size})")
     return 0
 
 
@@ -324,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train a method on a dataset, then embed, score, map and index")
     t.add_argument("--method", default="simclr", help="see `ssl-explorer methods` (default simclr)")
     t.add_argument("--dataset", default="shapes", help="a name from `ssl-explorer datasets`, or a folder path")
-    t.add_argument("--backbone", default="convnet", help="convnet | resnet18 | vit_tiny (default convnet)")
+    t.add_argument("--backbone", default="convnet", help="convnet | resnet18 | vit_tiny | vit_mini (default convnet)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
@@ -357,6 +430,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.set_defaults(func=cmd_eval)
 
+    an = sub.add_parser("analyze", parents=[common],
+                        help="layer-wise and factor probes, fine-tuning, clusters, outliers of a run (stored in "
+                             "its analysis/ folder), as JSON")
+    an.add_argument("run_id")
+    an.add_argument("--only", help="comma-separated analyses (default: every one not stored yet): "
+                                   "layers,factors,finetune,clusters,outliers")
+    an.add_argument("--recompute", action="store_true", help="run them again even if stored")
+    an.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    an.add_argument("--no-progress", action="store_true", help="no progress bar")
+    an.set_defaults(func=cmd_analyze)
+
     n = sub.add_parser("neighbors", parents=[common], help="nearest images of one image of a run")
     n.add_argument("run_id")
     n.add_argument("--index", type=int, required=True, help="row of the image: train rows, then test rows")
@@ -370,6 +454,27 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("run_b")
     cmp.add_argument("-k", type=int, default=10, help="neighbours per image for the overlap")
     cmp.set_defaults(func=cmd_compare)
+
+    x = sub.add_parser("export", parents=[common],
+                       help="write runs to a file: .html one run's map or 2-4 runs compared; .csv their scores")
+    x.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    x.add_argument("--out", required=True, metavar="FILE",
+                   help="FILE.html (standalone page, opens offline) or FILE.csv (one row per run)")
+    x.set_defaults(func=cmd_export)
+
+    at = sub.add_parser("attention", parents=[common],
+                        help="attention maps (ViT) or embedding-similarity saliency (CNN) of one image, as a PNG")
+    at.add_argument("run_id")
+    at.add_argument("--index", type=int, help="row of the image: train rows, then test rows")
+    at.add_argument("--out", help="the PNG to write")
+    at.add_argument("--run-b", metavar="RUN_ID", help="a second run drawn below the first, on the same image")
+    at.add_argument("--threshold", type=float,
+                    help="also show the fewest patches holding this fraction of the attention mass (ViT), e.g. 0.6")
+    at.add_argument("--in-mask", action="store_true",
+                    help="print the share of the ViT's attention inside the object's mask over the test images "
+                         "(shapes runs) as JSON, instead of a picture")
+    at.add_argument("--limit", type=int, help="with --in-mask: only the first N test images")
+    at.set_defaults(func=cmd_attention)
 
     for name, text in (("embed", "embed the run's images with its encoder"),
                        ("project", "compute the run's 2-D UMAP map"),

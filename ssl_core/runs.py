@@ -52,11 +52,23 @@ def validate_run_id(run_id: str) -> str:
     return run_id
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename (atomic on POSIX)."""
+    """Write `data` to `path` through a temporary file and a rename (atomic on POSIX). The file
+    gets the permissions a plain open() would give it (0666 less the umask), not mkstemp's 0600,
+    so run folders and exports stay readable by whoever may read their folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -126,3 +126,62 @@ def test_explore_map_click_shows_neighbours_and_every_page_renders(app_url):
     (ARTIFACTS / "timing.json").write_text(json.dumps(
         {"app_command_to_first_map_s": round(first_map_s, 1)}, indent=2) + "\n")
     print(f"app command to first rendered map: {first_map_s:.1f} s")
+
+
+COMPARED = ["demo-simclr-shapes", "demo-supervised-shapes"]
+# Plotly charts on the page, by what they draw: the aligned maps (WebGL scatters), the matrices.
+PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
+  types: (gd._fullData || []).map(t => t.type),
+  names: (gd._fullData || []).map(t => t.name),
+  points: (gd._fullData || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)}))"""
+# Screen corners of a box over the middle of the first map's plot area.
+BOX_ON_FIRST_MAP = """() => {
+  const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .find(g => g._fullData && g._fullData.some(t => t.type === 'scattergl'));
+  const l = gd._fullLayout, box = gd.getBoundingClientRect();
+  const x0 = box.left + l.xaxis._offset, y0 = box.top + l.yaxis._offset;
+  return {x1: x0 + 0.3 * l.xaxis._length, y1: y0 + 0.3 * l.yaxis._length,
+          x2: x0 + 0.7 * l.xaxis._length, y2: y0 + 0.7 * l.yaxis._length};
+}"""
+
+
+def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, tmp_path):
+    url, _ = app_url
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/compare?runs={','.join(COMPARED)}")
+        page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl') && p.points > 0)"
+                               f".length === 2 && ({PLOTS})().some(p => p.types.includes('heatmap'))",
+                               timeout=120_000)
+        plots = page.evaluate(PLOTS)
+        maps = [p for p in plots if "scattergl" in p["types"]]
+        assert [m["points"] for m in maps] == [5000, 5000], "both maps draw every image"
+        assert sum("heatmap" in p["types"] for p in plots) == 2, "the CKA and overlap matrices"
+        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+
+        box = page.evaluate(BOX_ON_FIRST_MAP)
+        page.mouse.move(box["x1"], box["y1"])
+        page.mouse.down()
+        page.mouse.move(box["x2"], box["y2"], steps=12)
+        page.mouse.up()
+        # The second map rings the selected images once the selection's rerun has landed.
+        page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl'))"
+                               ".some(p => p.names.some(n => String(n).startsWith('selected (')))",
+                               timeout=60_000)
+        page.get_by_text("Selection: ").first.wait_for(timeout=30_000)
+        ringed = [n for p in page.evaluate(PLOTS) for n in p["names"] if str(n).startswith("selected (")]
+        assert len(ringed) == 1 and int(ringed[0][len("selected ("):-1]) > 0, ringed
+        assert "Traceback" not in page.content()
+        page.screenshot(path=str(ARTIFACTS / "compare_selection.png"), full_page=True)
+
+        # The download is made when the button is clicked (a few seconds for 5,000 images).
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_text("Comparison as HTML").first.click()
+        saved = tmp_path / "comparison.html"
+        download.value.save_as(saved)
+        html = saved.read_text()
+        assert html.count('class="plotly-graph-div"') == 4 and html.count('"iVBORw0KGgo') == 5000
+        browser.close()

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import loaders
+from ssl_core.clusters import with_cluster_factors
 from ssl_core.encoders import has_encoder
 from ssl_core.explore import ExploreData, decode_upload, encode_upload, missing_steps
 from ssl_core.project import PCA_FILE, UMAP_FILE
@@ -88,6 +89,13 @@ try:
 except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot show run {run.id}: {e}")
     st.stop()
+cluster_note = None
+try:  # stored clusters (`ssl-explorer analyze RUN_ID --only clusters`) become colourings of the map
+    clusters = loaders.clusters(run)
+    if clusters is not None:
+        data = with_cluster_factors(data, *clusters)
+except (OSError, ValueError, KeyError) as e:
+    cluster_note = f"No colouring by cluster: {e}"
 n = len(data.ids)
 
 # Widget values belong to the run they were chosen for: start a new run on row 0, colour by label.
@@ -109,8 +117,13 @@ def swap_in_umap(run: Run) -> None:
 
 map_col, side_col = st.columns([5, 3], gap="medium")
 with map_col:
+    if st.session_state.get("explore_colour") not in colour_options(data):
+        st.session_state.pop("explore_colour", None)  # e.g. a cluster colouring whose clusters are gone
     colour_by = st.selectbox("Colour by", colour_options(data), key="explore_colour",
-                             help="the label, the split, or one of the dataset's known factors")
+                             help="the label, the split, one of the dataset's known factors, or the run's "
+                                  "stored clusters (computed on the Clusters page)")
+    if cluster_note:
+        st.caption(cluster_note)
     if data.map_kind == "pca":
         running = mapping_now(run, run.read_status())
         st.info("**PCA map** (the first two principal components of the embeddings), shown until the UMAP "
@@ -118,7 +131,7 @@ with map_col:
                                     if running else f"run `ssl-explorer project {run.id}` to make it."))
         if running:
             swap_in_umap(run)
-    figure = cached_map_figure(loaders.explore_key(run), colour_by, data)
+    figure = cached_map_figure((*loaders.explore_key(run), loaders.clusters_key(run)), colour_by, data)
     event = st.plotly_chart(figure, key="explore_map", on_select=on_map_select,
                             selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
     n_train = int((data.splits == "train").sum())
@@ -126,6 +139,9 @@ with map_col:
                if n > MAX_DISPLAY_POINTS else "")
     st.caption(f"{n:,} images ({n_train:,} train, {n - n_train:,} test).{thinned} Click a point for its "
                "nearest neighbours; draw a lasso or a box (toolbar) around a group to see its images.")
+    st.download_button("Map as HTML (opens offline)", data=lambda: loaders.map_html(run), on_click="ignore",
+                       file_name=f"{run.id}-map.html", mime="text/html", key="explore_map_html",
+                       help="this map with every image on hover, in one file; `ssl-explorer export RUN_ID --out map.html`")
 
 
 @st.fragment

@@ -1,0 +1,228 @@
+"""Compare: 2 to 4 runs over the same images side by side. Their scores (the best marked), their
+maps aligned onto the first run's with a selection on one map ringed on the others, how alike
+their representations are (CKA, k-NN overlap), per-class accuracy, training curves, and the
+whole as a standalone HTML file or the scores as CSV. Everything is read from the run folders;
+the matrices and aligned maps are computed once per version of the runs and cached."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import loaders
+from ssl_core.compare import (DIRECTION_NOTES, best_of, per_class_accuracy, run_scores, score_rows,
+                              training_curve)
+from ssl_core.explore import missing_steps
+from ssl_core.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv
+from ssl_core.project import PCA_FILE, UMAP_FILE
+from ssl_core.runs import Run, RunStore, get_display_name, validate_run_id
+from widgets.image_grid import image_grid
+from widgets.map_figure import selected_rows
+
+QUERY_PARAM = "runs"  # ?runs=ID,ID,...: a link to a comparison
+PICKED = "compare_runs"
+SELECTION = "compare_selection"  # {"source": map index, "rows": [...]}: the latest box or lasso
+MAX_SHOWN = 12  # images of a selection shown under the maps
+
+
+def comparable(run: Run) -> bool:
+    """Finished, embedded and mapped: what a comparison reads."""
+    try:
+        finished = run.read_status()["status"] == "finished"
+    except (OSError, ValueError):
+        return False
+    has_map = any((run.projection_dir / name).exists() for name in (PCA_FILE, UMAP_FILE))
+    return finished and has_map and "embed" not in missing_steps(run)
+
+
+def label_of(run: Run) -> str:
+    name = get_display_name(run)
+    return f"{name} ({run.id})" if name else run.id
+
+
+def adopt_link(candidates: dict[str, Run]) -> None:
+    """A `?runs=` that differs from the last one adopted came from a link: check, then pick."""
+    requested = st.query_params.get(QUERY_PARAM)
+    if not requested or requested == st.session_state.get("compare_link"):
+        return
+    st.session_state["compare_link"] = requested
+    picked = []
+    for run_id in requested.split(",")[:MAX_COMPARED]:
+        try:
+            validate_run_id(run_id)
+        except ValueError as e:
+            st.error(f"The address names a run that cannot exist. {e}")
+            continue
+        if run_id not in candidates:
+            st.error(f"The address names run '{run_id}', which is not a finished, mapped run in this runs folder.")
+            continue
+        picked.append(run_id)
+    st.session_state[PICKED] = picked
+
+
+def on_select(index: int) -> None:
+    """A box or lasso on map `index` becomes the selection ringed on the other maps; clearing it
+    there clears it."""
+    rows = selected_rows(st.session_state.get(f"compare_map_{index}"))
+    if len(rows):
+        st.session_state[SELECTION] = {"source": index, "rows": rows.tolist()}
+    elif st.session_state.get(SELECTION, {}).get("source") == index:
+        st.session_state.pop(SELECTION)
+
+
+store = RunStore()
+st.title("Compare")
+candidates = {s.id: store.get(s.id) for s in reversed(store.list()) if not s.broken}
+candidates = {run_id: run for run_id, run in candidates.items() if comparable(run)}
+if len(candidates) < 2:
+    st.info(f"Comparing needs at least two finished runs with their embeddings and maps; {store.root} holds "
+            f"{len(candidates)}. Train another on the Train page, or run `ssl-explorer demo` for the bundled runs.")
+    st.stop()
+adopt_link(candidates)
+
+# Only runs over the same images as the first pick can join it: rows are compared image by image.
+picked = [run_id for run_id in st.session_state.get(PICKED, []) if run_id in candidates]
+options = list(candidates)
+if picked:
+    signature = loaders.ids_signature(candidates[picked[0]])
+    options = [run_id for run_id in candidates if loaders.ids_signature(candidates[run_id]) == signature]
+    refused = [run_id for run_id in picked if run_id not in options]
+    if refused:
+        st.warning(f"{', '.join(refused)} did not embed the same images as {picked[0]} (another dataset or other "
+                   "split settings), so it cannot be compared with it image by image; it was left out.")
+        picked = [run_id for run_id in picked if run_id in options]
+    left_out = len(candidates) - len(options)
+    if left_out:
+        st.caption(f"Offering the {len(options)} runs over the same images as {picked[0]}; {left_out} other "
+                   f"run{'s' if left_out > 1 else ''} on other images cannot be compared with it.")
+st.session_state[PICKED] = picked
+chosen = st.multiselect(f"Runs (2 to {MAX_COMPARED}, on the same dataset)", options, key=PICKED,
+                        max_selections=MAX_COMPARED, format_func=lambda run_id: label_of(candidates[run_id]),
+                        placeholder="Choose runs")
+if len(chosen) < 2:
+    st.info(f"Pick at least two runs (up to {MAX_COMPARED}) to compare them.")
+    st.stop()
+st.query_params[QUERY_PARAM] = ",".join(chosen)
+st.session_state["compare_link"] = ",".join(chosen)
+runs = [candidates[run_id] for run_id in chosen]
+if st.session_state.get("compare_for") != chosen:  # a selection belongs to the runs it was made on
+    st.session_state["compare_for"] = chosen
+    st.session_state.pop(SELECTION, None)
+
+# -- scores -------------------------------------------------------------------------------------
+st.subheader("Scores")
+scores = [run_scores(run) for run in runs]
+table = []
+for key, label, better in score_rows(scores):
+    values = [s.get(key) for s in scores]
+    best = best_of(values, better)
+    row = {"score": label}
+    for i, (run, value) in enumerate(zip(runs, values)):
+        row[run.id] = "" if value is None else f"{value:.4g}" + (" ★" if i in best else "")
+    row["better"] = better or DIRECTION_NOTES.get(key, "")
+    table.append(row)
+st.dataframe(pd.DataFrame(table), hide_index=True, key="compare_scores")
+st.caption("★ marks the best value of each score among these runs; an empty cell is a score the run has not "
+           "stored (fine-tuning appears once its analysis has been run).")
+
+# -- maps -------------------------------------------------------------------------------------
+st.subheader("Maps")
+try:
+    maps = loaders.aligned_maps(runs)
+    labels, ids, class_names = loaders.labels(runs[0])
+except (OSError, ValueError) as e:
+    st.error(f"Cannot show the maps: {e}")
+    st.stop()
+selection = st.session_state.get(SELECTION)
+st.caption("Each map after the first is rotated, scaled and shifted onto the first (orthogonal Procrustes), so "
+           "the same image sits in about the same place. Draw a box or a lasso on one map: the same images are "
+           "ringed on the others.")
+per_row = 2 if len(runs) == 4 else len(runs)
+for start in range(0, len(runs), per_row):
+    for column, i in zip(st.columns(per_row), range(start, min(start + per_row, len(runs)))):
+        coords, kind = maps[i]
+        highlight = (np.array(selection["rows"]) if selection and selection["source"] != i else None)
+        title = f"{label_of(runs[i])} · {kind.upper()}" + (" (aligned)" if i else "")
+        figure = map_figure(coords, labels, class_names, ids, title=title, highlight=highlight, height=440)
+        figure.update_layout(uirevision=f"{runs[i].id}:{kind}", dragmode="select", showlegend=i == 0)
+        with column:
+            st.plotly_chart(figure, key=f"compare_map_{i}", on_select=partial(on_select, i),
+                            selection_mode=("box", "lasso"), config={"scrollZoom": True})
+if selection:
+    rows = selection["rows"]
+    st.markdown(f"**Selection: {len(rows)} images** on the map of {runs[selection['source']].id}, ringed on the others")
+    images = loaders.images(runs[0])
+
+    def name_of(row: int) -> str:
+        label = int(labels[row])
+        return class_names[label] if 0 <= label < len(class_names) else "unlabelled"
+
+    shown = rows[:MAX_SHOWN]
+    image_grid(images[shown], [f"{ids[r]} · {name_of(r)}" for r in shown], columns=MAX_SHOWN // 2)
+    if len(rows) > MAX_SHOWN:
+        st.caption(f"showing the first {MAX_SHOWN} of {len(rows)}")
+
+# -- representation similarity ---------------------------------------------------------------------
+st.subheader("How alike the representations are")
+try:
+    similarity = loaders.similarity(runs)
+except (OSError, ValueError) as e:
+    st.error(f"Cannot compare the embeddings: {e}")
+else:
+    names = [run.id for run in runs]
+    cka_col, overlap_col = st.columns(2)
+    cka_col.plotly_chart(matrix_figure(similarity["cka"], names, "linear CKA"), key="compare_cka")
+    overlap_col.plotly_chart(matrix_figure(similarity["knn_overlap"], names,
+                                           f"k-NN overlap (k={similarity['k']})"), key="compare_overlap")
+    st.caption(f"On the {similarity['images']:,} shared test images. CKA is 1 for representations equal up to a "
+               "rotation and a scale; the overlap is the share of each image's nearest neighbours two runs agree on.")
+
+# -- per class ----------------------------------------------------------------------------------
+st.subheader("Accuracy per class (kNN top-1)")
+per_class = {run.id: per_class_accuracy(run) for run in runs}
+missing = [run_id for run_id, values in per_class.items() if values is None]
+if missing:
+    st.info("No per-class scores stored for " + ", ".join(missing) + ": run "
+            + " and ".join(f"`ssl-explorer eval --recompute {run_id}`" for run_id in missing) + ".")
+present = [run for run in runs if per_class[run.id] is not None]
+if len(present) >= 2:
+    reference = present[0]
+    count = max(len(per_class[run.id]) for run in present)
+    frame = pd.DataFrame({"class": [class_names[c] if c < len(class_names) else str(c) for c in range(count)]})
+    for run in present:
+        values = per_class[run.id]
+        frame[run.id] = [values[c] if c < len(values) else None for c in range(count)]
+    for run in present[1:]:
+        frame[f"{run.id} − {reference.id}"] = (frame[run.id].astype(float) - frame[reference.id].astype(float)).round(4)
+    st.dataframe(frame, hide_index=True, key="compare_per_class")
+    st.caption(f"The difference columns: each run's accuracy on a class minus {reference.id}'s.")
+
+# -- training curves --------------------------------------------------------------------------
+st.subheader("Training curves")
+curve_cols = st.columns(2)
+for column, (key, title) in zip(curve_cols, (("loss", "training loss"), ("knn_top1", "held-out kNN top-1"))):
+    figure = go.Figure()
+    for run in runs:
+        epochs, values = training_curve(run, key)
+        if values:
+            figure.add_trace(go.Scatter(x=epochs, y=values, mode="lines+markers" if len(values) < 3 else "lines",
+                                        name=run.id))
+    figure.update_layout(title={"text": title, "x": 0.01, "font": {"size": 13}}, height=340,
+                         margin={"l": 0, "r": 0, "t": 40, "b": 0}, xaxis={"title": {"text": "epoch"}})
+    column.plotly_chart(figure, key=f"compare_curve_{key}")
+st.caption("Losses of different methods are on different scales: compare their shapes, not their values.")
+
+# -- export -----------------------------------------------------------------------------------
+st.subheader("Export")
+stem = "comparison-" + "-vs-".join(chosen)[:120]
+html_col, csv_col = st.columns(2)
+html_col.download_button("Comparison as HTML (opens offline)", data=lambda: loaders.comparison_html(runs),
+                         file_name=f"{stem}.html", mime="text/html", on_click="ignore", key="compare_html",
+                         help="scores, aligned maps with each image on hover, CKA and overlap: one standalone file")
+csv_col.download_button("Scores as CSV", data=metrics_csv(runs), file_name=f"{stem}.csv", mime="text/csv",
+                        on_click="ignore", key="compare_csv", help="one row per run: what it is and every stored score")
+st.caption("From the command line: `ssl-explorer export " + " ".join(chosen) + " --out comparison.html` (or .csv).")

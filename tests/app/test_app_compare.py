@@ -1,0 +1,158 @@
+"""The Compare page on the bundled demo runs: scores with the best marked, aligned maps with a
+selection ringed on the others, CKA and overlap matrices, per-class differences, training curves,
+the exports; fewer than two runs and runs over other images are refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_driver import APP, texts
+from ssl_core.compare import compare_many, run_scores
+from ssl_core.embed import load_embeddings
+from ssl_core.evaluate import confusion, knn_predict
+from ssl_core.runs import Run, RunStore
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
+DEMOS = ["demo-simclr-shapes", "demo-supervised-shapes", "demo-random-shapes"]
+
+
+def with_per_class(run: Run) -> None:
+    """Bundled runs scored before per-class accuracy was stored get it here, as evaluate_run
+    computes it (k=20 kNN predictions of the test rows)."""
+    scores = run.read_eval()
+    if "per_class_knn_top1" in scores:
+        return
+    train_x, train_y, _ = load_embeddings(run, "train")
+    test_x, test_y, _ = load_embeddings(run, "test")
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    predicted = knn_predict(train_x, train_y, test_x, num_classes=classes, k=20).numpy()
+    run.eval_path.write_text(json.dumps({**scores, **confusion(test_y, predicted, classes)}))
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("compare") / "runs"
+    for name in DEMOS:
+        shutil.copytree(PRETRAINED / name, root / name, ignore=shutil.ignore_patterns("checkpoint.pt"))
+        with_per_class(Run(root / name))
+    return root
+
+
+@pytest.fixture
+def runs_root(demo_runs, monkeypatch) -> Path:
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(demo_runs))
+    return demo_runs
+
+
+def open_compare(runs: list[str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=90)
+    at.run()
+    at.switch_page("app_pages/compare.py")
+    if runs:
+        at.query_params["runs"] = ",".join(runs)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at) -> dict[str, dict]:
+    return {chart.proto.id: json.loads(chart.proto.spec) for chart in at.get("plotly_chart")}
+
+
+def chart(at, title_part: str) -> dict:
+    found = [spec for spec in charts(at).values()
+             if title_part in ((spec["layout"].get("title") or {}).get("text") or "")]
+    assert found, f"no chart titled '{title_part}'"
+    return found[0]
+
+
+def test_fewer_than_two_runs_is_a_clear_prompt(runs_root):
+    at = open_compare()
+    assert any("Pick at least two runs" in i for i in texts(at.info)), texts(at.info)
+    at.multiselect(key="compare_runs").select(DEMOS[0]).run()
+    assert any("Pick at least two runs" in i for i in texts(at.info))
+    assert not at.get("plotly_chart")
+
+
+def test_three_runs_show_scores_with_the_best_marked(runs_root):
+    at = open_compare()
+    picker = at.multiselect(key="compare_runs")
+    for name in DEMOS:
+        picker.select(name)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value.set_index("score")
+    scores = [run_scores(Run(runs_root / name)) for name in DEMOS]
+    best = int(np.argmax([s["knn_top1"] for s in scores]))
+    knn = table.loc["kNN top-1"]
+    for i, name in enumerate(DEMOS):
+        assert knn[name].startswith(f"{scores[i]['knn_top1']:.4g}")
+        assert knn[name].endswith("★") == (i == best), knn[name]
+    assert table.loc["uniformity", "better"].startswith("not ranked")
+    assert not any(str(v).endswith("★") for v in table.loc["uniformity", DEMOS])
+
+
+def test_cka_matrix_per_class_differences_and_curves(runs_root):
+    at = open_compare(DEMOS)
+    cka = chart(at, "linear CKA")["data"][0]
+    expected = compare_many([Run(runs_root / name) for name in DEMOS])
+    np.testing.assert_allclose(np.array(cka["z"]), expected["cka"])
+    assert cka["x"] == DEMOS
+    overlap = chart(at, "k-NN overlap")["data"][0]
+    np.testing.assert_allclose(np.array(overlap["z"]), expected["knn_overlap"])
+
+    frame = at.dataframe[1].value
+    first, second = (json.loads((runs_root / name / "eval.json").read_text())["per_class_knn_top1"] for name in DEMOS[:2])
+    difference = frame[f"{DEMOS[1]} − {DEMOS[0]}"].tolist()
+    np.testing.assert_allclose(difference, np.round(np.array(second) - np.array(first), 4))
+    names = json.loads((runs_root / DEMOS[0] / "embeddings" / "class_names.json").read_text())
+    assert frame["class"].tolist() == names
+
+    loss = chart(at, "training loss")
+    assert {trace["name"] for trace in loss["data"]} >= {"demo-simclr-shapes", "demo-supervised-shapes"}
+    knn = chart(at, "held-out kNN top-1")
+    assert {trace["name"] for trace in knn["data"]} == set(DEMOS)
+    assert [b.proto.label for b in at.get("download_button")] == ["Comparison as HTML (opens offline)", "Scores as CSV"]
+
+
+def test_maps_are_aligned_and_a_selection_is_ringed_on_the_others(runs_root):
+    at = open_compare(DEMOS[:2])
+    maps = [spec for spec in charts(at).values() if "data" in spec and spec["data"][0]["type"] == "scattergl"]
+    assert len(maps) == 2
+    # Select 25 rows on the first map, as the browser would send a box selection.
+    rows = list(range(100, 125))
+    first = at.get("plotly_chart")[0]
+    states = at._tree.get_widget_states()
+    state = states.widgets.add()
+    state.id = first.proto.id
+    state.string_value = json.dumps({"selection": {
+        "points": [{"customdata": r, "point_index": i, "curve_number": 0} for i, r in enumerate(rows)],
+        "point_indices": list(range(len(rows))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}})
+    at._run(states)
+    assert not at.exception, [e.value for e in at.exception]
+    scatter = [spec for spec in charts(at).values() if spec["data"][0]["type"] == "scattergl"]
+    ringed = [trace for spec in scatter for trace in spec["data"] if trace["name"].startswith("selected")]
+    assert len(ringed) == 1 and ringed[0]["name"] == "selected (25)"
+    assert any("Selection: 25 images" in m for m in texts(at.markdown))
+    assert len([c for image in at.get("image") for c in image.captions if c.startswith("test/") or c.startswith("train/")]) == 12
+
+
+def test_a_run_over_other_images_is_left_out_with_the_reason(runs_root, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)
+    other = root / "demo-other-images"
+    shutil.copytree(root / DEMOS[2], other)
+    ids_file = other / "embeddings" / "test_ids.json"
+    ids_file.write_text(json.dumps(list(reversed(json.loads(ids_file.read_text())))))
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(root))
+    at = open_compare([DEMOS[0], "demo-other-images", DEMOS[1]])
+    assert any("demo-other-images did not embed the same images" in w for w in texts(at.warning)), texts(at.warning)
+    assert at.multiselect(key="compare_runs").value == [DEMOS[0], DEMOS[1]]
+    assert "demo-other-images" not in at.multiselect(key="compare_runs").options
+    assert RunStore(root).get("demo-other-images")  # still there, only not offered
