@@ -1,6 +1,7 @@
 """Regenerate the bundled demo runs in pretrained/ with this project's own training code.
 
-    python pretrained/make_pretrained.py            # ~5 minutes on a 2-core CPU
+    python pretrained/make_pretrained.py [NAME ...]            # train, score, analyse, bundle
+    python pretrained/make_pretrained.py --refresh [NAME ...]  # score and analyse again, no training
 
 Each run is trained on `shapes` (4,000 train / 1,000 test images at 32 px), embedded, scored,
 mapped and indexed like any other run; then its checkpoint is slimmed to the method's weights
@@ -41,9 +42,51 @@ def slim_checkpoint(path: Path) -> None:
     torch.save(slim, path)
 
 
-def main(names: list[str]) -> None:
-    store = RunStore(HERE / ".build")
+def analyses_for(backbone: str) -> list[str]:
+    """Every analysis, stored with the demo so its pages open filled in; fine-tuning only on the
+    convnet runs (on a ViT it takes minutes of CPU per mode)."""
+    from ssl_core.analysis import ANALYSES
+
+    return [name for name in ANALYSES if backbone == "convnet" or name != "finetune"]
+
+
+def score(run) -> None:
+    """eval.json and the analyses, computed again on a run whose embeddings are stored."""
+    from ssl_core.analysis import JOB_FILE, LOG_FILE, not_applicable, run_analyses
+    from ssl_core.evaluate import evaluate_run
+
+    evaluate_run(run)
+    skip = not_applicable(run)
+    run_analyses(run, [n for n in analyses_for(run.config.backbone.name) if n not in skip], recompute=True,
+                 device="cpu", progress=None)
+    for name in (JOB_FILE, LOG_FILE):  # a job record names this machine's pid: not part of the demo
+        (run.analysis_dir / name).unlink(missing_ok=True)
+
+
+def publish(run, name: str) -> None:
+    """Copy a finished run into pretrained/NAME with its id, pid and host made the bundled ones."""
+    target = HERE / name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(run.path, target)
+    status = run.read_status()
+    atomic_write_json(target / "status.json", {**status, "pid": None, "host": None})
+    for path in (target / "eval.json", *(target / "analysis").glob("*.json")):
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and "run_id" in record:
+            atomic_write_json(path, {**record, "run_id": name})
+    print(f"{name}: {(target / 'eval.json').read_text()}")
+
+
+def main(names: list[str], refresh: bool = False) -> None:
+    store = RunStore(HERE / (".refresh" if refresh else ".build"))
     for name in names or list(RUNS):
+        if refresh:  # score the bundled run again with today's evaluation code, no retraining
+            shutil.rmtree(store.root / name, ignore_errors=True)
+            shutil.copytree(HERE / name, store.root / name)
+            run = store.get(name)
+            score(run)
+            publish(run, name)
+            continue
         method, backbone, epochs = RUNS[name]
         config = RunConfig(data=DATA, backbone=BackboneConfig(backbone), method={"name": method},
                            train=TrainConfig(epochs=epochs, batch_size=256, device="cpu", knn_every=5))
@@ -52,16 +95,11 @@ def main(names: list[str]) -> None:
         run = store.create(config, extra={"versions": versions(), "command": ["pretrained/make_pretrained.py"]})
         run_all(run, progress=True)
         slim_checkpoint(run.checkpoint_path)
-        target = HERE / name
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(run.path, target)
-        status = store.get(run.id).read_status()
-        atomic_write_json(target / "status.json", {**status, "pid": None, "host": None})
-        scores = json.loads((target / "eval.json").read_text())
-        atomic_write_json(target / "eval.json", {**scores, "run_id": name})
-        print(f"{name}: {(target / 'eval.json').read_text()}")
+        score(run)
+        publish(store.get(run.id), name)
     shutil.rmtree(store.root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    args = sys.argv[1:]
+    main([a for a in args if a != "--refresh"], refresh="--refresh" in args)
