@@ -23,10 +23,10 @@ pages = [
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
-    st.Page("app_pages/clusters.py", title="Clusters", icon=":material/bubble_chart:"),
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
-    st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("app_pages/clusters.py", title="Clusters", icon=":material/bubble_chart:"),
+    st.Page("app_pages/attention.py", title="Attention", icon=":material/visibility:"),
     st.Page("app_pages/import_page.py", title="Import", icon=":material/upload_file:", url_path="import"),
 ]
 st.navigation(pages).run()

@@ -184,7 +184,9 @@ def _is_number(value: Any) -> bool:
 def run_scores(run: Run) -> dict[str, float]:
     """Every scalar score of a run: eval.json's numbers, the mean training images/s from
     metrics.jsonl, and the analyses stored under analysis/: fine-tuning as
-    `finetune_<mode>_top1`, any other analysis's top-level numbers as `<analysis>_<key>`."""
+    `finetune_<mode>_top1`, the layer-wise probe as `layer_<layer>_top1`, the factor probe as
+    `factor_<factor>` (R^2, or accuracy for a categorical factor), clusters as
+    `kmeans_purity|nmi|ari` and `hdbscan_...`, and any other top-level number as `<analysis>_<key>`."""
     import json
 
     scores: dict[str, float] = {}
@@ -203,10 +205,21 @@ def run_scores(run: Run) -> dict[str, float]:
         if not isinstance(result, dict):
             continue
         name = path.stem
-        if name == "finetune":
-            for mode in result.get("modes") or []:
-                if isinstance(mode, dict) and _is_number(mode.get("top1")) and mode.get("mode"):
-                    scores[f"finetune_{mode['mode']}_top1"] = mode["top1"]
+        # The list-shaped results, one column per entry: fine-tuning modes, probe layers, factors.
+        for key, entries, field, column in (("finetune", "modes", "top1", "finetune_{}_top1"),
+                                            ("layers", "layers", "linear_top1", "layer_{}_top1"),
+                                            ("factors", "factors", "score", "factor_{}")):
+            if name == key:
+                for entry in result.get(entries) or []:
+                    label = entry.get("mode" if key == "finetune" else "name") if isinstance(entry, dict) else None
+                    if label and _is_number(entry.get(field)):
+                        scores[column.format(label)] = entry[field]
+        if name == "clusters":
+            for algorithm in ("kmeans", "hdbscan"):
+                for measure in ("purity", "nmi", "ari"):
+                    value = (result.get(algorithm) or {}).get(measure)
+                    if _is_number(value):
+                        scores[f"{algorithm}_{measure}"] = value
         for key, value in result.items():
             if _is_number(value):
                 scores[f"{name}_{key}"] = value

@@ -20,7 +20,9 @@ CSV: one row per run, in the order given. The columns, always present and in thi
     images_per_s                                                 mean training throughput
     num_train, num_test, embedding_dim, seconds                  sizes; eval.json's scoring time
 then any other scalar score present in one of the runs, sorted by name: fine-tuning as
-`finetune_<mode>_top1` (analysis/finetune.json), other analyses' top-level numbers as
+`finetune_<mode>_top1` (analysis/finetune.json), the layer-wise probe as `layer_<layer>_top1`,
+the factor probe as `factor_<factor>`, cluster agreement with the labels as
+`kmeans_purity|nmi|ari` and `hdbscan_purity|nmi|ari`, other analyses' top-level numbers as
 `<analysis>_<key>`, eval.json numbers not listed above. A score a run lacks is an empty cell.
 """
 

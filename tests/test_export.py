@@ -90,6 +90,8 @@ def test_best_of_marks_ties_and_skips_unranked_scores():
 
 def test_csv_has_one_row_per_run_with_its_stored_scores(demo_store):
     runs = [demo_store.get(name) for name in DEMOS]
+    for run in runs:  # only the analyses written here
+        shutil.rmtree(run.analysis_dir, ignore_errors=True)
     set_display_name(runs[0], "contrastive, 30 epochs")
     runs[1].analysis_dir.mkdir()
     atomic_write_json(runs[1].analysis_dir / "finetune.json",
@@ -170,9 +172,19 @@ def test_cli_writes_html_and_csv_and_refuses_bad_requests(store, capsys):
 
 def test_scores_include_analysis_results(demo_store):
     run = demo_store.get(DEMOS[0])
+    shutil.rmtree(run.analysis_dir, ignore_errors=True)
     assert "finetune_full_top1" not in run_scores(run)
     run.analysis_dir.mkdir()
     atomic_write_json(run.analysis_dir / "finetune.json", {"modes": [{"mode": "full", "top1": 0.5}]})
+    atomic_write_json(run.analysis_dir / "layers.json", {"layers": [{"name": "block1", "linear_top1": 0.2},
+                                                                   {"name": "block2", "linear_top1": 0.3}]})
+    atomic_write_json(run.analysis_dir / "factors.json", {"factors": [{"name": "pos_x", "score": 0.7}]})
     (run.analysis_dir / "clusters.json").write_text("{not json")  # being rewritten: skipped
-    assert run_scores(run)["finetune_full_top1"] == 0.5
+    scores = run_scores(run)
+    assert scores["finetune_full_top1"] == 0.5
+    assert (scores["layer_block1_top1"], scores["layer_block2_top1"], scores["factor_pos_x"]) == (0.2, 0.3, 0.7)
+    assert not any(key.startswith("kmeans_") for key in scores)
+    atomic_write_json(run.analysis_dir / "clusters.json", {"kmeans": {"purity": 0.4, "nmi": 0.3, "ari": None}})
+    scores = run_scores(run)
+    assert (scores["kmeans_purity"], scores["kmeans_nmi"]) == (0.4, 0.3) and "kmeans_ari" not in scores
     assert json.loads((run.analysis_dir / "finetune.json").read_text())  # read, not changed
