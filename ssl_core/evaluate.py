@@ -146,15 +146,16 @@ def evaluate_run(run: Run) -> dict[str, Any]:
         known = test_y >= 0
         # k=20 predictions once: they give both top-1 and the confusion matrix.
         predicted = knn_predict(train_x, train_y, test_x[known], num_classes=num_classes, k=20).numpy()
-        knn20 = float((predicted == test_y[known]).mean())
-        knn200 = weighted_knn(train_x, train_y, test_x, test_y, num_classes=num_classes, k=200)
+        knn20 = round(float((predicted == test_y[known]).mean()), 4)
+        knn200 = round(weighted_knn(train_x, train_y, test_x, test_y, num_classes=num_classes, k=200), 4)
         scores.update(knn_top1=knn20, knn_top1_k20=knn20, knn_top1_k200=knn200)
         scores.update(confusion(test_y[known], predicted, num_classes))
-        scores["linear_top1"] = linear_probe(train_x, train_y, test_x, test_y, seed=run.config.train.seed)
+        scores["linear_top1"] = round(linear_probe(train_x, train_y, test_x, test_y, seed=run.config.train.seed), 4)
         for share in (0.01, 0.1):  # few-shot probes: 1% and 10% of the train labels
             rows = few_shot_subset(train_y, share, seed=run.config.train.seed)
             key = f"linear_top1_{round(share * 100)}pct"
-            scores[key] = (linear_probe(train_x[rows], train_y[rows], test_x, test_y, seed=run.config.train.seed)
+            scores[key] = (round(linear_probe(train_x[rows], train_y[rows], test_x, test_y,
+                                              seed=run.config.train.seed), 4)
                            if len(np.unique(train_y[rows])) > 1 else None)
         scores["seconds"] = round(time.perf_counter() - t0, 2)
     else:

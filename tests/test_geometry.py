@@ -53,7 +53,7 @@ def test_evaluate_run_stores_a_confusion_matrix_that_agrees_with_knn_top1(store)
     scores = evaluate_run(embedded_run(store, classes=10))
     matrix = np.array(scores["confusion_knn"])
     assert matrix.shape == (10, 10) and matrix.sum() == scores["num_test"]
-    assert np.trace(matrix) / matrix.sum() == pytest.approx(scores["knn_top1"])
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(scores["knn_top1"], abs=5e-5)  # stored to 4 decimals
 
 
 def test_few_shot_subsets_are_class_balanced_and_probed(store):
