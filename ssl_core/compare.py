@@ -181,6 +181,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
+# Top-level numbers of an analysis that describe its input, not the representation.
+SIZE_FIELDS = frozenset({"dim", "num_rows", "num_train", "num_test", "num_classes"})
+
+
 def run_scores(run: Run) -> dict[str, float]:
     """Every scalar score of a run: eval.json's numbers, the mean training images/s from
     metrics.jsonl, and the analyses stored under analysis/: fine-tuning as
@@ -221,14 +225,16 @@ def run_scores(run: Run) -> dict[str, float]:
                     if _is_number(value):
                         scores[f"{algorithm}_{measure}"] = value
         for key, value in result.items():
-            if _is_number(value):
+            if _is_number(value) and key not in SIZE_FIELDS:
                 scores[f"{name}_{key}"] = value
     return scores
 
 
 def score_rows(scores: list[dict[str, float]]) -> list[tuple[str, str, str | None]]:
     """The SCORES rows plus one per fine-tuning mode present in any of `scores`."""
-    modes = sorted({key for s in scores for key in s if key.startswith("finetune_") and key.endswith("_top1")})
+    order = {"frozen": 0, "last_block": 1, "full": 2}  # least to most of the backbone trained
+    modes = sorted({key for s in scores for key in s if key.startswith("finetune_") and key.endswith("_top1")},
+                   key=lambda key: (order.get(key[len("finetune_"):-len("_top1")], 3), key))
     rows = list(SCORES[:4])
     rows += [(key, f"fine-tuning top-1 ({key[len('finetune_'):-len('_top1')]})", "higher") for key in modes]
     return rows + list(SCORES[4:])

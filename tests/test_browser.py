@@ -138,6 +138,7 @@ PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd
 BOX_ON_FIRST_MAP = """() => {
   const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
     .find(g => g._fullData && g._fullData.some(t => t.type === 'scattergl'));
+  gd.scrollIntoView({block: 'center'});  // below the scores table: the mouse can only drag on screen
   const l = gd._fullLayout, box = gd.getBoundingClientRect();
   const x0 = box.left + l.xaxis._offset, y0 = box.top + l.yaxis._offset;
   return {x1: x0 + 0.3 * l.xaxis._length, y1: y0 + 0.3 * l.yaxis._length,
