@@ -104,7 +104,7 @@ def factors_panel(result: dict) -> None:
                          margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, key="evaluate_factors")
     table = frame[[c for c in ("name", "kind", "metric", "score", "chance") if c in frame]]
-    st.dataframe(table, hide_index=True)
+    st.dataframe(table.astype(object).where(table.notna(), ""), hide_index=True)  # no chance level: blank
     for entry in result.get("factors", []):
         if entry.get("note"):
             st.caption(f"{entry['name']}: {entry['note']}")
