@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ssl_core.runs import Run, _now, _process_start_time, atomic_write_json, process_alive
+from ssl_core.runs import Run, atomic_write_json, now_iso, process_alive, process_start_time
 
 # name -> "module:function"; order is the order `run_analyses` runs them in.
 ANALYSES: dict[str, str] = {
@@ -138,7 +138,7 @@ def job_lock(run: Run) -> Iterator[None]:
 def job_record(**fields: Any) -> dict[str, Any]:
     pid = fields.pop("pid", os.getpid())
     return {"status": "running", "names": [], "current": None, "done": [], "fraction": 0.0, "error": None,
-            **fields, "pid": pid, "pid_start": _process_start_time(pid), "updated": _now()}
+            **fields, "pid": pid, "pid_start": process_start_time(pid), "updated": now_iso()}
 
 
 def write_job(run: Run, **fields: Any) -> dict[str, Any]:

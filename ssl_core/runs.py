@@ -92,7 +92,7 @@ def _proc_stat(pid: int) -> list[str] | None:
     return stat.rsplit(")", 1)[1].split()
 
 
-def _process_start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     """The kernel's start time of `pid` (Linux), to tell a live run from a reused pid."""
     fields = _proc_stat(pid)
     return fields[19] if fields else None
@@ -204,10 +204,10 @@ class Run:
     def set_status(self, status: str, **fields: Any) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status '{status}'; known: {', '.join(STATUSES)}")
-        record: dict[str, Any] = {"status": status, "updated": _now()}
+        record: dict[str, Any] = {"status": status, "updated": now_iso()}
         if status == "running" or "pid" in fields:
             pid = fields.pop("pid", os.getpid())
-            record.update(pid=pid, pid_start=_process_start_time(pid), host=socket.gethostname())
+            record.update(pid=pid, pid_start=process_start_time(pid), host=socket.gethostname())
         record.update(fields)
         atomic_write_json(self.path / "status.json", record)
 
@@ -320,7 +320,7 @@ def _new_run_id(config: RunConfig) -> str:
 
 
 def _start_run(run: Run, config: RunConfig, extra: dict[str, Any] | None) -> None:
-    atomic_write_json(run.config_path, {**config.to_dict(), **(extra or {}), "created": _now()})
+    atomic_write_json(run.config_path, {**config.to_dict(), **(extra or {}), "created": now_iso()})
     run.set_status("queued")
 
 
@@ -377,5 +377,5 @@ def set_display_name(run: Run, name: str) -> str | None:
     return name
 
 
-def _now() -> str:
+def now_iso() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")

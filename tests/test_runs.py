@@ -80,7 +80,7 @@ def test_torn_metrics_line_is_skipped(store):
 def test_a_run_whose_process_died_silently_shows_as_interrupted(store):
     run = store.create(tiny_config())
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    status = {"status": "running", "pid": child.pid, "pid_start": runs_module._process_start_time(child.pid),
+    status = {"status": "running", "pid": child.pid, "pid_start": runs_module.process_start_time(child.pid),
               "host": os.uname().nodename}
     atomic_write_json(run.path / "status.json", status)
     assert store.list()[0].status == "running"
