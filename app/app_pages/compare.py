@@ -1,6 +1,7 @@
 """Compare: 2 to 4 runs over the same images side by side. Their scores (the best marked), their
 maps aligned onto the first run's with a selection on one map ringed on the others, how alike
-their representations are (CKA, k-NN overlap), per-class accuracy, training curves, and the
+their representations are (CKA, k-NN overlap), per-class accuracy, which known factors and which
+depths each keeps (from stored probes), training curves, and the
 whole as a standalone HTML file or the scores as CSV. Everything is read from the run folders;
 the matrices and aligned maps are computed once per version of the runs and cached."""
 
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import loaders
+from ssl_core.analysis import read_result
 from ssl_core.compare import (DIRECTION_NOTES, best_of, per_class_accuracy, run_scores, score_rows,
                               training_curve)
 from ssl_core.explore import missing_steps
@@ -200,6 +202,39 @@ if len(present) >= 2:
         frame[f"{run.id} − {reference.id}"] = (frame[run.id].astype(float) - frame[reference.id].astype(float)).round(4)
     st.dataframe(frame, hide_index=True, key="compare_per_class")
     st.caption(f"The difference columns: each run's accuracy on a class minus {reference.id}'s.")
+
+# -- what each representation keeps ------------------------------------------------------------
+st.subheader("What each representation keeps")
+factors = {run.id: read_result(run, "factors") for run in runs}
+layers = {run.id: read_result(run, "layers") for run in runs}
+without = [run.id for run in runs if not (factors[run.id] or {}).get("factors") and not (layers[run.id] or {}).get("layers")]
+if without:
+    st.caption("No factor or layer-wise probe stored for " + ", ".join(without) + ": `ssl-explorer analyze RUN_ID "
+               "--only factors,layers`, or the Evaluate page's button.")
+factor_col, layer_col = st.columns(2)
+figure = go.Figure()
+for run in runs:
+    entries = [e for e in (factors[run.id] or {}).get("factors") or [] if isinstance(e, dict) and "score" in e]
+    if entries:
+        figure.add_trace(go.Bar(x=[e["name"] for e in entries], y=[e["score"] for e in entries], name=run.id))
+if figure.data:
+    figure.update_layout(barmode="group", height=360, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                         title={"text": "known factors read from the embedding (R², accuracy for categorical)",
+                                "x": 0.01, "font": {"size": 13}}, yaxis={"range": [0, 1]})
+    factor_col.plotly_chart(figure, key="compare_factors")
+figure = go.Figure()
+for run in runs:
+    entries = [e for e in (layers[run.id] or {}).get("layers") or [] if isinstance(e, dict) and "linear_top1" in e]
+    if entries:
+        figure.add_trace(go.Scatter(x=[e["name"] for e in entries], y=[e["linear_top1"] for e in entries],
+                                    mode="lines+markers", name=run.id))
+if figure.data:
+    figure.update_layout(height=360, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                         title={"text": "linear probe at each depth (shallow → deep)", "x": 0.01, "font": {"size": 13}})
+    layer_col.plotly_chart(figure, key="compare_layers")
+if any(factors.values()):
+    st.caption("A factor the representation reads well is one it kept; a low score on a factor its augmentations "
+               "vary (colour under colour jitter, position under crops) is an invariance it learned.")
 
 # -- training curves --------------------------------------------------------------------------
 st.subheader("Training curves")

@@ -121,6 +121,26 @@ def test_cka_matrix_per_class_differences_and_curves(runs_root):
     assert [b.proto.label for b in at.get("download_button")] == ["Comparison as HTML (opens offline)", "Scores as CSV"]
 
 
+def test_stored_factor_and_layer_probes_are_drawn_per_run(runs_root, tmp_path, monkeypatch):
+    at = open_compare(DEMOS)
+    bars = chart(at, "known factors")["data"]
+    assert [trace["name"] for trace in bars] == DEMOS
+    for trace, name in zip(bars, DEMOS):
+        stored = json.loads((runs_root / name / "analysis" / "factors.json").read_text())["factors"]
+        assert trace["x"] == [f["name"] for f in stored] and trace["y"] == [f["score"] for f in stored]
+    curves = chart(at, "linear probe at each depth")["data"]
+    stored = json.loads((runs_root / DEMOS[1] / "analysis" / "layers.json").read_text())["layers"]
+    assert curves[1]["y"] == [layer["linear_top1"] for layer in stored]
+
+    copy = tmp_path / "runs"  # the module's runs stay as they are
+    shutil.copytree(runs_root, copy)
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(copy))
+    shutil.rmtree(copy / DEMOS[2] / "analysis")  # a run without them is named, the others still drawn
+    at = open_compare(DEMOS)
+    assert [trace["name"] for trace in chart(at, "known factors")["data"]] == DEMOS[:2]
+    assert any(f"No factor or layer-wise probe stored for {DEMOS[2]}" in c for c in texts(at.caption))
+
+
 def test_maps_are_aligned_and_a_selection_is_ringed_on_the_others(runs_root):
     at = open_compare(DEMOS[:2])
     maps = [spec for spec in charts(at).values() if "data" in spec and spec["data"][0]["type"] == "scattergl"]
