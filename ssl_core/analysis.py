@@ -58,6 +58,31 @@ def result_path(run: Run, name: str) -> Path:
     return run.analysis_dir / f"{name}.json"
 
 
+def has_stored(run: Run, name: str) -> bool:
+    """Whether analysis `name` stored both its summary and its arrays (<name>.json, <name>.npz)."""
+    return result_path(run, name).exists() and (run.analysis_dir / f"{name}.npz").exists()
+
+
+def load_stored(run: Run, name: str, what: str, *, per_row: tuple[str, ...]) -> tuple[dict[str, Any], dict]:
+    """(<name>.json, the arrays of <name>.npz) of an analysis that stores both; the arrays named in
+    `per_row` must have the summary's num_rows rows. Errors name the command that computes it."""
+    import numpy as np
+
+    command = f"ssl-explorer analyze {run.id} --only {name}"
+    if not has_stored(run, name):
+        raise FileNotFoundError(f"run {run.id} has no {what} yet; run `{command}`")
+    try:
+        summary = json.loads(result_path(run, name).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"run {run.id}: analysis/{name}.json is not valid JSON ({e}); run `{command}` again") from None
+    with np.load(run.analysis_dir / f"{name}.npz", allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    if {len(arrays.get(key, ())) for key in per_row} != {summary.get("num_rows")}:
+        raise ValueError(f"run {run.id}: analysis/{name}.npz and {name}.json disagree on the number of rows; "
+                         f"run `{command}` again")
+    return summary, arrays
+
+
 def read_result(run: Run, name: str) -> dict[str, Any] | None:
     """The stored summary of analysis `name`, or None when it is missing or unreadable."""
     try:

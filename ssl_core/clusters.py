@@ -25,7 +25,6 @@ On 5,000 x 256 (the demo runs) the whole takes about a second on two CPU cores.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import time
@@ -33,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ssl_core.runs import Run, atomic_write_bytes, atomic_write_json
+from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json
 
 NAME = "clusters"
 JSON_FILE = f"{NAME}.json"
@@ -231,12 +230,6 @@ def class_names_of(run: Run) -> list[str]:
         return []
 
 
-def save_npz(path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: int | None = None,
                 seed: int = 0, niter: int = 25, nredo: int = 3, pca_dims: int = 32,
                 min_cluster_size: int | None = None, min_samples: int | None = 10,
@@ -304,7 +297,7 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
         "seconds": seconds,
         "versions": {"faiss": faiss.__version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__},
     }
-    save_npz(run.analysis_dir / NPZ_FILE, kmeans_labels=km_labels, kmeans_distance=km_distance,
+    atomic_write_arrays(run.analysis_dir / NPZ_FILE, kmeans_labels=km_labels, kmeans_distance=km_distance,
               kmeans_centroids=centroids, hdbscan_labels=hdb_labels, hdbscan_distance=hdb_distance,
               labels=labels.astype(np.int64))
     atomic_write_json(run.analysis_dir / JSON_FILE, summary)  # last: its presence means "done"
@@ -313,25 +306,17 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
 
 
 def has_clusters(run: Run) -> bool:
-    return (run.analysis_dir / JSON_FILE).exists() and (run.analysis_dir / NPZ_FILE).exists()
+    from ssl_core.analysis import has_stored
+
+    return has_stored(run, NAME)
 
 
 def load_clusters(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(clusters.json, the arrays of clusters.npz) as `cluster_run` stored them."""
-    if not has_clusters(run):
-        raise FileNotFoundError(f"run {run.id} has no clusters yet; run `{COMMAND.format(run_id=run.id)}`")
-    try:
-        summary = json.loads((run.analysis_dir / JSON_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"run {run.id}: analysis/{JSON_FILE} is not valid JSON ({e}); "
-                         f"run `{COMMAND.format(run_id=run.id)}` again") from None
-    with np.load(run.analysis_dir / NPZ_FILE, allow_pickle=False) as stored:
-        arrays = {name: stored[name] for name in stored.files}
-    rows = {len(a) for name, a in arrays.items() if name != "kmeans_centroids"}
-    if rows != {summary.get("num_rows")}:
-        raise ValueError(f"run {run.id}: analysis/{NPZ_FILE} and {JSON_FILE} disagree on the number of rows; "
-                         f"run `{COMMAND.format(run_id=run.id)}` again")
-    return summary, arrays
+    from ssl_core.analysis import load_stored
+
+    return load_stored(run, NAME, "clusters", per_row=("kmeans_labels", "kmeans_distance", "hdbscan_labels",
+                                                         "hdbscan_distance", "labels"))
 
 
 KMEANS_FACTOR = "k-means cluster"

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.methods import Method
-from ssl_core.runs import Run, atomic_write_bytes, atomic_write_json
+from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json
 
 SPLITS = ("train", "test")
 
@@ -31,14 +31,6 @@ def embed_images(method: Method, images_u8: torch.Tensor, *, device: torch.devic
     return torch.cat(chunks)
 
 
-def _save_npy(path, array: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def embed_run(run: Run, *, device: torch.device | str = "cpu", data: ImageSet | None = None,
               progress: bool = True) -> dict[str, int]:
     """Write embeddings/<split>.npy (float16), <split>_labels.npy and <split>_ids.json."""
@@ -50,8 +42,8 @@ def embed_run(run: Run, *, device: torch.device | str = "cpu", data: ImageSet | 
     for split in SPLITS:
         subset = data.train if split == "train" else data.test
         vectors = embed_images(method, subset.images, device=device, progress=progress)
-        _save_npy(run.embeddings_dir / f"{split}.npy", vectors.numpy().astype(np.float16))
-        _save_npy(run.embeddings_dir / f"{split}_labels.npy", subset.labels.numpy().astype(np.int64))
+        atomic_write_arrays(run.embeddings_dir / f"{split}.npy", vectors.numpy().astype(np.float16))
+        atomic_write_arrays(run.embeddings_dir / f"{split}_labels.npy", subset.labels.numpy().astype(np.int64))
         atomic_write_json(run.embeddings_dir / f"{split}_ids.json", list(subset.ids))
         counts[split] = len(vectors)
     atomic_write_json(run.embeddings_dir / "class_names.json", list(data.class_names))

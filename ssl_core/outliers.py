@@ -20,19 +20,17 @@ filters the stored pairs by a higher threshold if asked.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any, Callable
 
 import numpy as np
 
-from ssl_core.clusters import class_names_of, normalized, save_npz, small_set_threads
-from ssl_core.runs import Run, atomic_write_json
+from ssl_core.clusters import class_names_of, normalized, small_set_threads
+from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json
 
 NAME = "outliers"
 JSON_FILE = f"{NAME}.json"
 NPZ_FILE = f"{NAME}.npz"
-COMMAND = "ssl-explorer analyze {run_id} --only outliers"
 RANGE_SEARCH_RESULTS = 1 << 22  # query rows per range search: at most ~4M (row, row) results at once
 
 Progress = Callable[[float, str], None] | None
@@ -155,7 +153,7 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
         "seconds": seconds,
         "versions": {"faiss": faiss.__version__, "numpy": np.__version__},
     }
-    save_npz(run.analysis_dir / NPZ_FILE, score=score, rank=rank.astype(np.int64),
+    atomic_write_arrays(run.analysis_dir / NPZ_FILE, score=score, rank=rank.astype(np.int64),
               pairs=pairs.astype(np.int64).reshape(-1, 2), pair_similarity=similarity.astype(np.float32))
     atomic_write_json(run.analysis_dir / JSON_FILE, summary)  # last: its presence means "done"
     report(1.0, "outliers stored")
@@ -163,24 +161,16 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
 
 
 def has_outliers(run: Run) -> bool:
-    return (run.analysis_dir / JSON_FILE).exists() and (run.analysis_dir / NPZ_FILE).exists()
+    from ssl_core.analysis import has_stored
+
+    return has_stored(run, NAME)
 
 
 def load_outliers(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(outliers.json, the arrays of outliers.npz) as `outlier_run` stored them."""
-    if not has_outliers(run):
-        raise FileNotFoundError(f"run {run.id} has no outlier scores yet; run `{COMMAND.format(run_id=run.id)}`")
-    try:
-        summary = json.loads((run.analysis_dir / JSON_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"run {run.id}: analysis/{JSON_FILE} is not valid JSON ({e}); "
-                         f"run `{COMMAND.format(run_id=run.id)}` again") from None
-    with np.load(run.analysis_dir / NPZ_FILE, allow_pickle=False) as stored:
-        arrays = {name: stored[name] for name in stored.files}
-    if len(arrays.get("score", ())) != summary.get("num_rows"):
-        raise ValueError(f"run {run.id}: analysis/{NPZ_FILE} and {JSON_FILE} disagree on the number of rows; "
-                         f"run `{COMMAND.format(run_id=run.id)}` again")
-    return summary, arrays
+    from ssl_core.analysis import load_stored
+
+    return load_stored(run, NAME, "outlier scores", per_row=("score", "rank"))
 
 
 def pairs_above(summary: dict[str, Any], threshold: float) -> list[dict[str, Any]]:

@@ -79,6 +79,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_arrays(path: Path, array: Any = None, **arrays: Any) -> None:
+    """One array as .npy (`array`), or named arrays as .npz (`**arrays`), written atomically."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array) if array is not None else np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 

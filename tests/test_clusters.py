@@ -11,21 +11,10 @@ import pytest
 
 from ssl_core.clusters import cluster_run, has_clusters, hdbscan, load_clusters, normalized, purity
 from ssl_core.runs import Run
-from tiny_runs import tiny_config
+from tiny_runs import tiny_config, write_embeddings
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
-
-def write_embeddings(run: Run, vectors: np.ndarray, labels: np.ndarray, n_train: int) -> None:
-    """Store `vectors` as the run's embeddings (rows train then test), as `embed_run` does."""
-    folder = run.embeddings_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, rows in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
-        np.save(folder / f"{split}.npy", vectors[rows].astype(np.float16))
-        np.save(folder / f"{split}_labels.npy", labels[rows].astype(np.int64))
-        (folder / f"{split}_ids.json").write_text(json.dumps([f"{split}/{i}" for i in range(len(labels[rows]))]))
-    classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
-    (folder / "class_names.json").write_text(json.dumps([f"class{c}" for c in range(classes)]))
 
 
 def separated_clusters(classes: int = 6, per_class: int = 50, dim: int = 16, noise: float = 0.05, seed: int = 0):

@@ -9,18 +9,8 @@ import pytest
 
 from ssl_core.outliers import knn_scores, load_outliers, near_duplicates, outlier_run, pairs_above
 from ssl_core.runs import Run
-from tiny_runs import tiny_config
+from tiny_runs import tiny_config, write_embeddings
 
-
-def write_embeddings(run: Run, vectors: np.ndarray, labels: np.ndarray, n_train: int) -> None:
-    """Store `vectors` as the run's embeddings (rows train then test), as `embed_run` does."""
-    folder = run.embeddings_dir
-    folder.mkdir(parents=True, exist_ok=True)
-    for split, rows in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
-        np.save(folder / f"{split}.npy", vectors[rows].astype(np.float16))
-        np.save(folder / f"{split}_labels.npy", labels[rows].astype(np.int64))
-        (folder / f"{split}_ids.json").write_text(json.dumps([f"{split}/{i}" for i in range(len(labels[rows]))]))
-    (folder / "class_names.json").write_text(json.dumps([f"class{c}" for c in range(int(labels.max()) + 1)]))
 
 
 def blobs(n: int = 200, dim: int = 32, classes: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -39,3 +39,20 @@ def embedded_run(store, *, train_size: int = 300, test_size: int = 100, dim: int
         (folder / f"{split}_ids.json").write_text(json.dumps([f"{split}/{i}" for i in range(n)]))
     (folder / "class_names.json").write_text(json.dumps([f"class{c}" for c in range(classes)]))
     return run
+
+
+def write_embeddings(run, vectors, labels, n_train: int) -> None:
+    """Store `vectors` (N, D) with `labels` (N,) as the run's embeddings, rows train then test, as
+    `embed_run` stores them."""
+    import json
+
+    import numpy as np
+
+    folder = run.embeddings_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
+        np.save(folder / f"{split}.npy", np.asarray(vectors[rows]).astype(np.float16))
+        np.save(folder / f"{split}_labels.npy", np.asarray(labels[rows]).astype(np.int64))
+        (folder / f"{split}_ids.json").write_text(json.dumps([f"{split}/{i}" for i in range(len(labels[rows]))]))
+    classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
+    (folder / "class_names.json").write_text(json.dumps([f"class{c}" for c in range(classes)]))

@@ -10,7 +10,9 @@ from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
 PAGES = {"runs": "app_pages/runs.py", "train": "app_pages/train.py", "explore": "app_pages/explore.py",
-         "import": "app_pages/import_page.py"}
+         "import": "app_pages/import_page.py", "evaluate": "app_pages/evaluate.py",
+         "compare": "app_pages/compare.py", "clusters": "app_pages/clusters.py",
+         "attention": "app_pages/attention.py"}
 
 
 def open_page(page: str, query_params: dict[str, str] | None = None) -> AppTest:

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from app_driver import APP, texts
+from app_driver import open_page, texts
 from ssl_core.config import BackboneConfig, DataConfig, RunConfig
 from ssl_core.explore import run_images
 from ssl_core.runs import RunStore
@@ -17,7 +17,6 @@ from ssl_core.train import train
 from streamlit.testing.v1 import AppTest
 from tiny_runs import tiny_config
 
-PAGE = "app_pages/attention.py"
 VIT_PANELS = ["image", "head 1", "head 2", "head 3", "mean of heads", "rollout"]
 
 
@@ -38,13 +37,7 @@ def vit_run(runs_dir, vit_run_folder):
 
 
 def open_attention(run_id: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
-    at.query_params["run"] = run_id
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("attention", {"run": run_id})
 
 
 def captions(at: AppTest) -> list[str]:

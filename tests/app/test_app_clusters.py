@@ -8,20 +8,14 @@ import json
 
 from streamlit.testing.v1 import AppTest
 
-from app_driver import APP, open_page, texts
+from app_driver import open_page, texts
 from ssl_core import jobs
 from ssl_core.clusters import cluster_run, load_clusters
 from ssl_core.outliers import load_outliers, outlier_run, pairs_above
 
 
 def open_clusters(run_id: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    at.switch_page("app_pages/clusters.py")
-    at.query_params.update({"run": run_id})
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("clusters", {"run": run_id})
 
 
 def captions(at: AppTest, marker: str) -> list[str]:

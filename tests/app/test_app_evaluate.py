@@ -9,21 +9,14 @@ import json
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from app_driver import APP, texts
+from app_driver import open_page, texts
 from ssl_core import analysis
 from ssl_core.runs import atomic_write_json
 
-PAGE = "app_pages/evaluate.py"
 
 
 def open_evaluate(run_id: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    at.switch_page(PAGE)
-    at.query_params["run"] = run_id
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("evaluate", {"run": run_id})
 
 
 def charts(at: AppTest) -> list[dict]:
