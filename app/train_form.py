@@ -22,6 +22,7 @@ class TrainChoices:
     backbone: str = "convnet"
     dataset: str = "shapes"  # a registered name or a folder path
     download: bool = False  # online sets only
+    load: str = "auto"  # folders only: auto | memory | stream (DataConfig.load)
     epochs: int = 10
     batch_size: int = 256
     lr: float = 2e-3
@@ -80,7 +81,7 @@ def build_config(choices: TrainChoices) -> RunConfig:
     dataset = choices.dataset if choices.dataset in _registered() else str(Path(choices.dataset).expanduser())
     return RunConfig(
         data=DataConfig(dataset=dataset, resolution=choices.resolution, train_size=choices.train_size,
-                        test_size=choices.test_size, download=choices.download),
+                        test_size=choices.test_size, download=choices.download, load=choices.load),
         backbone=BackboneConfig(name=choices.backbone),
         method={"name": choices.method},
         train=TrainConfig(epochs=choices.epochs, batch_size=choices.batch_size, lr=choices.lr,

@@ -84,7 +84,7 @@ def _create_run(args: argparse.Namespace, store: RunStore):
     }.items() if v is not None})
     data = DataConfig(dataset=args.dataset, resolution=args.resolution, train_size=args.train_size,
                       test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir,
-                      download=args.download)
+                      download=args.download, load=args.load, workers=args.workers)
     config = RunConfig(data=data, backbone=BackboneConfig(name=args.backbone),
                        method={"name": args.method, **_method_overrides(args.set or [])}, train=train)
     # Refuse bad combinations before a run folder exists.
@@ -411,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-seed", type=int, default=0, help="seed of generated data and splits")
     t.add_argument("--data-dir", help="cache of online datasets (default $SSL_EXPLORER_DATA)")
     t.add_argument("--download", action="store_true", help="download an online dataset if absent")
+    t.add_argument("--load", choices=("auto", "memory", "stream"), default="auto",
+                   help="folders: decode all images into RAM, or stream them from their files batch by "
+                        "batch (default auto: stream when they would fill over a quarter of RAM)")
+    t.add_argument("--workers", type=int, help="decoding processes when streaming (default: cores - 1, at most 8)")
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     t.add_argument("--knn-every", type=int, help="epochs between held-out kNN checks (0: never)")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+DATA_LOADS = ("auto", "memory", "stream")
+
+
 @dataclass
 class DataConfig:
     dataset: str = "shapes"  # a registered name (see `ssl-explorer datasets`) or a folder path
@@ -20,6 +23,18 @@ class DataConfig:
     seed: int = 0  # generates `shapes` and draws train/test splits; fixed apart from the run seed
     data_dir: str | None = None  # cache for online sets; None: $SSL_EXPLORER_DATA or ~/.cache
     download: bool = False  # online sets download only when this is set
+    # Folders only. "memory": decode every image into RAM once (fastest per epoch); "stream": keep
+    # them in their files and decode each batch in DataLoader workers (folders larger than RAM);
+    # "auto": stream when the decoded images would take more than a quarter of this machine's RAM.
+    # Both give identical pixels, so the choice changes memory and speed, never results.
+    load: str = "auto"  # auto | memory | stream
+    workers: int | None = None  # decoding processes when streaming; None: cores - 1, at most 8
+
+    def __post_init__(self) -> None:
+        if self.load not in DATA_LOADS:
+            raise ValueError(f"unknown data load '{self.load}'; known: {', '.join(DATA_LOADS)}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be 0 or more; got {self.workers}")
 
 
 @dataclass

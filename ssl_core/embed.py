@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ssl_core.data import ImageSet, load_dataset
+from ssl_core.data.files import FileImages, iter_batches
 from ssl_core.methods import Method
 from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json
 
@@ -16,15 +17,16 @@ SPLITS = ("train", "test")
 
 
 @torch.no_grad()
-def embed_images(method: Method, images_u8: torch.Tensor, *, device: torch.device | str = "cpu",
+def embed_images(method: Method, images_u8: torch.Tensor | FileImages, *, device: torch.device | str = "cpu",
                  batch_size: int = 512, progress: bool = False) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) -> float32 embeddings (N, D) on the CPU, in eval mode."""
+    """uint8 images (N, H, W, 3), in memory or in files, -> float32 embeddings (N, D) on the
+    CPU, in eval mode."""
     was_training = method.training
     method.eval()
     chunks = []
-    for start in tqdm(range(0, len(images_u8), batch_size), disable=not progress, desc="embed", unit="batch"):
-        batch = images_u8[start:start + batch_size].to(device, non_blocking=True)
-        chunks.append(method.embed(batch).float().cpu())
+    total = -(-len(images_u8) // batch_size)
+    for batch in tqdm(iter_batches(images_u8, batch_size), total=total, disable=not progress, desc="embed", unit="batch"):
+        chunks.append(method.embed(batch.to(device, non_blocking=True)).float().cpu())
     method.train(was_training)
     if not chunks:
         return torch.zeros(0, method.embedding_dim)

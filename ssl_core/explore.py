@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ssl_core.data.files import FileImages, ImageRows
 from ssl_core.runs import Run
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # uploads larger than this are refused before decoding
@@ -55,10 +56,13 @@ def run_dataset(run: Run):
     return stored if stored is not None else load_dataset(run.config.data)
 
 
-def run_images(run: Run) -> np.ndarray:
-    """The run's images as uint8 (N, H, W, 3), train then test: the rows of map and index."""
+def run_images(run: Run) -> np.ndarray | ImageRows:
+    """The run's images as uint8 (N, H, W, 3), train then test: the rows of map and index. A
+    streamed folder gives `ImageRows`, which decodes the rows it is indexed with."""
     data = run_dataset(run)
     order = np.concatenate([np.flatnonzero(data.is_train.numpy()), np.flatnonzero(~data.is_train.numpy())])
+    if isinstance(data.images, FileImages):
+        return ImageRows(data.images.subset(order))
     return data.images.numpy()[order]
 
 

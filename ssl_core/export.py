@@ -45,6 +45,8 @@ from ssl_core.runs import Run, atomic_write_bytes, get_display_name
 
 FORMATS = (".html", ".csv")
 MAX_COMPARED = 4
+# An HTML export holds every image as a PNG (about 1.5 KB at 32 px): 100k images is ~150 MB.
+HTML_MAX_IMAGES = 100_000
 IDENTITY_COLUMNS = ("run_id", "display_name", "method", "backbone", "dataset", "epochs")
 SCORE_COLUMNS = ("knn_top1", "knn_top1_k20", "knn_top1_k200", "linear_top1", "linear_top1_1pct",
                  "linear_top1_10pct", "effective_rank", "uniformity", "images_per_s", "num_train", "num_test",
@@ -210,6 +212,12 @@ def _map_inputs(run: Run) -> tuple[np.ndarray, list[str], list[str]]:
     return labels, ids, class_names(run)
 
 
+def _check_html_size(run: Run, n: int) -> None:
+    if n > HTML_MAX_IMAGES:
+        raise ValueError(f"run {run.id} has {n:,} images; an HTML export inlines every image and "
+                         f"takes at most {HTML_MAX_IMAGES:,} (export a .csv of the scores instead)")
+
+
 def map_html(run: Run, progress: Progress = None) -> str:
     """One run's map as a standalone HTML page (see the module docstring)."""
     from ssl_core.explore import run_images
@@ -220,6 +228,7 @@ def map_html(run: Run, progress: Progress = None) -> str:
     if len(coords) != len(ids):
         raise ValueError(f"run {run.id}: the map has {len(coords)} points for {len(ids)} embeddings; "
                          f"run `ssl-explorer project {run.id}`")
+    _check_html_size(run, len(ids))
     images = run_images(run)
     if len(images) != len(ids):
         raise ValueError(f"run {run.id}: {len(images)} images for {len(ids)} embeddings; "
@@ -256,6 +265,7 @@ def comparison_html(runs: list[Run], progress: Progress = None) -> str:
     check_comparable(runs)
     maps = aligned_maps(runs)
     labels, ids, names = _map_inputs(runs[0])
+    _check_html_size(runs[0], len(ids))
     matrices = compare_many(runs)
     images = run_images(runs[0])
     thumbs = thumbnails(images, None if progress is None else lambda f, t: progress(0.9 * f, t))

@@ -50,6 +50,10 @@ class FinetuneSettings:
     warmup_steps: int = 5
     crop_scale: tuple[float, float] = (0.6, 1.0)  # light augmentation: area share of the random crop
     eval_batch_size: int = 512
+    # Larger splits are sampled (seeded) down to these: four epochs of a million images would be
+    # a training run of its own, and a streamed folder's images are decoded into memory here.
+    max_train_rows: int = 20_000
+    max_test_rows: int = 10_000
 
 
 def _unavailable(run: Run) -> str | None:
@@ -170,6 +174,7 @@ def finetune_run(run: Run, *, device: str = "cpu", progress: Progress = None,
     """Fine-tune the run's backbone in each mode; writes analysis/finetune.json."""
     from ssl_core.encoders import load_run_encoder
     from ssl_core.explore import run_dataset
+    from ssl_core.probes import cap_rows
     from ssl_core.train import resolve_device
 
     reason = _unavailable(run)
@@ -180,8 +185,10 @@ def finetune_run(run: Run, *, device: str = "cpu", progress: Progress = None,
     report(0.0, "loading the images")
     device_used = resolve_device(device)
     data = run_dataset(run)
-    train, test = data.train, data.test
     seed = run.config.train.seed
+    train, test = data.train, data.test
+    train = train.subset(cap_rows(train.labels.numpy(), settings.max_train_rows, seed))
+    test = test.subset(cap_rows(test.labels.numpy(), settings.max_test_rows, seed))
     results = []
     for i, mode in enumerate(modes):
         report(i / len(modes), f"fine-tuning: {mode}")

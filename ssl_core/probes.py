@@ -110,7 +110,7 @@ def layer_features(method, images_u8: torch.Tensor, *, device: torch.device | st
     return {name: torch.cat(parts).numpy() for name, parts in chunks.items()}
 
 
-def _cap_rows(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
+def cap_rows(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
     """All rows when there are at most `cap`, else a random `cap` of them (sorted)."""
     if len(labels) <= cap:
         return np.arange(len(labels))
@@ -146,7 +146,7 @@ def layer_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None,
     method = load_run_encoder(run, device)
     data = run_dataset(run)
     train, test = data.train, data.test
-    rows = _cap_rows(train.labels.numpy(), max_train, seed)
+    rows = cap_rows(train.labels.numpy(), max_train, seed)
     features = {}
     for split, subset, start, share in (("train", train.subset(rows), 0.05, 0.45), ("test", test, 0.5, 0.1)):
         features[split] = layer_features(
@@ -271,7 +271,7 @@ def factor_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None
     if not factors:
         summary["note"] = (f"the dataset '{run.config.data.dataset}' has no known factors (generated sets such as "
                            "shapes have them; imported runs and image folders take them from metadata columns)")
-    cap = _cap_rows(np.arange(len(train_x)), FACTOR_MAX_TRAIN, seed)
+    cap = cap_rows(np.arange(len(train_x)), FACTOR_MAX_TRAIN, seed)
     for i, (name, (train_v, test_v)) in enumerate(factors.items()):
         _report(progress, 0.1 + 0.9 * i / len(factors), f"probing {name}")
         tx, tv, qx, qv = train_x[cap], train_v[cap], test_x, test_v

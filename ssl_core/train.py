@@ -34,6 +34,7 @@ from ssl_core import distributed
 
 from ssl_core.config import RunConfig
 from ssl_core.data import ImageSet, load_dataset
+from ssl_core.data.files import FileImages, UnreadableImage, head
 from ssl_core.embed import embed_images
 from ssl_core.evaluate import weighted_knn
 from ssl_core.methods import METHODS, Method, build_method
@@ -89,9 +90,50 @@ class TrainImages:
     def __len__(self) -> int:
         return len(self.images)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.images[idx].to(self.device, non_blocking=True),
-                self.labels[idx].to(self.device, non_blocking=True))
+    def batches(self, plan: Iterator[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) on the device for each batch of positions in `plan`."""
+        for idx in plan:
+            yield (self.images[idx].to(self.device, non_blocking=True),
+                   self.labels[idx].to(self.device, non_blocking=True))
+
+
+class StreamedTrainImages:
+    """The train split of a streamed folder: DataLoader workers decode each step's batch a few
+    steps ahead (nothing else happens in them), then the batch goes to the device, where the
+    method augments it as it would in-memory data. The plan is the same seeded order, so a
+    streamed run takes exactly the steps an in-memory run takes."""
+
+    def __init__(self, images: FileImages, labels: torch.Tensor, device: torch.device, workers: int | None):
+        self.device, self.home = device, torch.device("cpu")
+        self.images, self.labels, self.workers = images, labels, workers
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batches(self, plan: Iterator[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pin = self.device.type == "cuda"
+        for images, labels in self.images.batches(plan, labels=self.labels, workers=self.workers, pin_memory=pin):
+            yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+
+def train_images(data: ImageSet, config: RunConfig, device: torch.device) -> TrainImages | StreamedTrainImages:
+    train = data.train
+    if isinstance(train.images, FileImages):
+        return StreamedTrainImages(train.images, train.labels, device, config.data.workers)
+    return TrainImages(train.images, train.labels, device)
+
+
+def batch_plan(seed: int, n: int, batch_size: int, steps_per_epoch: int, start: int, total_steps: int,
+               offset: int, local_batch: int, home: torch.device) -> Iterator[torch.Tensor]:
+    """The positions each step from `start` trains on: a fresh seeded permutation every epoch,
+    cut into batches; this process takes `local_batch` rows from `offset` of each batch."""
+    order = None
+    for step in range(start, total_steps):
+        epoch, position = divmod(step, steps_per_epoch)
+        if order is None or position == 0:
+            order = epoch_order(seed, epoch, n, home)
+        first = position * batch_size + offset
+        yield order[first:first + local_batch]
 
 
 class TrainingStep(nn.Module):
@@ -116,12 +158,21 @@ def precision_context(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
-def channel_stats(images_u8: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] units of uint8 (N, H, W, 3) images (on a sample)."""
-    sample = images_u8[:: max(1, len(images_u8) // 5000)].float() / 255
-    mean = sample.mean(dim=(0, 1, 2))
-    std = sample.std(dim=(0, 1, 2)).clamp_min(1e-3)
-    return mean.tolist(), std.tolist()
+def channel_stats(images_u8: torch.Tensor | FileImages) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units of uint8 (N, H, W, 3) images, on a sample of
+    about 5,000 evenly spaced images, summed in chunks (a float copy of large images is big)."""
+    sample = images_u8[:: max(1, len(images_u8) // 5000)]
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(sample), 500):
+        chunk = sample[start:start + 500].reshape(-1, 3).double() / 255
+        total += chunk.sum(dim=0)
+        squares += (chunk * chunk).sum(dim=0)
+    count = max(1, len(sample) * sample.shape[1] * sample.shape[2])
+    mean = total / count
+    var = (squares - count * mean * mean) / max(1, count - 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.float().tolist(), std.float().tolist()
 
 
 def versions() -> dict[str, str]:
@@ -210,8 +261,8 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def knn_check(method: Method, data: ImageSet, config: RunConfig, device: torch.device) -> float:
     """Weighted kNN top-1 (k=20) of held-out images against a sample of the train split."""
     train, test = data.train, data.test
-    bank = embed_images(method, train.images[: config.train.knn_max_bank], device=device)
-    queries = embed_images(method, test.images[: config.train.knn_max_queries], device=device)
+    bank = embed_images(method, head(train.images, config.train.knn_max_bank), device=device)
+    queries = embed_images(method, head(test.images, config.train.knn_max_queries), device=device)
     return weighted_knn(bank, train.labels[: len(bank)], queries, test.labels[: len(queries)],
                         num_classes=data.num_classes, k=20)
 
@@ -232,7 +283,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     set_status("running", stage="load")
     try:
         data = load_dataset(config.data)
-        if data.test.images.shape[0] == 0:
+        if len(data.test) == 0:
             raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
         if METHODS.get(config.method["name"]).uses_labels and bool((data.train.labels < 0).any()):
             raise ValueError(f"method '{config.method['name']}' needs labels, but dataset "
@@ -244,7 +295,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     except Exception as e:
         set_status("failed", stage="load", error=f"{type(e).__name__}: {e}")
         raise
-    train_data = TrainImages(data.train.images, data.train.labels, device)
+    train_data = train_images(data, config, device)
     n = len(train_data)
     batch_size = min(tc.batch_size, n)
     local_batch = batch_size // ctx.world_size  # this process's slice of each global batch
@@ -278,11 +329,14 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     step_fn = torch.compile(step_module) if tc.compile else step_module
     autocast = precision_context(device)
 
-    set_status("running", stage="train", total_steps=total_steps, device=str(device),
+    data_note = "streamed from files" if isinstance(train_data, StreamedTrainImages) else "in memory"
+    set_status("running", stage="train", total_steps=total_steps, device=str(device), data=data_note,
                **({"processes": ctx.world_size} if ctx.active else {}))
     bar = tqdm(total=total_steps, initial=start, disable=not (progress and ctx.is_main), unit="step",
                desc=f"{method.name} {config.data.dataset}", dynamic_ncols=True)
-    step, last_log, order = start, time.perf_counter(), None
+    step, last_log = start, time.perf_counter()
+    batches = train_data.batches(batch_plan(tc.seed, n, batch_size, steps_per_epoch, start, total_steps,
+                                            ctx.rank * local_batch, local_batch, train_data.home))
     images_seen = 0
     # The first step whose loss was not finite (-1: none), kept on the device: reading it back
     # every step would make the CPU wait for the GPU and leave the GPU idle while the next
@@ -300,11 +354,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
         with stop_on_signals(stop):
             method.train()
             while step < total_steps and not distributed.any_rank(stop.is_set(), device):
-                epoch, position = divmod(step, steps_per_epoch)
-                if order is None or position == 0:
-                    order = epoch_order(tc.seed, epoch, n, train_data.home)
-                first = position * batch_size + ctx.rank * local_batch
-                images, labels = train_data.batch(order[first:first + local_batch])
+                images, labels = next(batches)
                 # Rank 0 draws what a single process would; other ranks draw their own views.
                 torch.manual_seed(step_seed(tc.seed, step) + ctx.rank * 1_000_000_007)
                 with autocast:
@@ -334,8 +384,13 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                     last_log, images_seen = now, 0
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                 if step % steps_per_epoch == 0 and tc.knn_every and (step // steps_per_epoch) % tc.knn_every == 0:
-                    record = {"step": step, "epoch": step / steps_per_epoch, **record,
-                              "knn_top1": knn_check(method, data, config, device)}
+                    try:
+                        knn = knn_check(method, data, config, device)
+                    except UnreadableImage:
+                        if record:  # the step itself is done: keep its line
+                            run.append_metrics(record)
+                        raise
+                    record = {"step": step, "epoch": step / steps_per_epoch, **record, "knn_top1": knn}
                     method.train()
                 if record:
                     run.append_metrics(record)
@@ -364,11 +419,18 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
         raise TrainingFailed(message) from None
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
+    except UnreadableImage as e:  # before the step that needed it: the state is whole, keep it
+        if ctx.is_main:
+            save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
+        message = f"{e}; after restoring it, resume continues from step {step}"
+        set_status("failed", stage="train", step=step, total_steps=total_steps, error=message)
+        raise TrainingFailed(message) from None
     except Exception as e:
         set_status("failed", stage="train", step=step, total_steps=total_steps,
                    error=f"{type(e).__name__}: {e}")
         raise
     finally:
+        batches.close()  # stops decoding workers of a streamed folder
         bar.close()
-    set_status("finished", stage="train", step=step, total_steps=total_steps)
+    set_status("finished", stage="train", step=step, total_steps=total_steps, data=data_note)
     return run

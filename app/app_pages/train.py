@@ -43,7 +43,7 @@ with st.container(border=True):
                                 key="train_backbone", help=f"{method} trains: {', '.join(method_cls.backbones)}")
         choice = st.selectbox("Dataset", [*builtins, *online, FOLDER], index=builtins.index(defaults.dataset),
                               key="train_dataset", format_func=dataset_label)
-        dataset, download = choice, False
+        dataset, download, load = choice, False, "auto"
         if choice in ONLINE_SETS:
             download = st.checkbox(f"Download {choice} if it is not in the data cache yet", key="train_download",
                                    help="without this the job fails at once when the files are missing")
@@ -51,6 +51,11 @@ with st.container(border=True):
             dataset = st.text_input("Folder path", key="train_folder", placeholder="/home/me/photos",
                                     help="class subfolders (photos/cat/1.jpg), or a flat folder with an "
                                          "optional labels.csv; the path is read on the machine running the app")
+            load = st.radio("Images", ("auto", "memory", "stream"), horizontal=True, key="train_load",
+                            captions=["stream if over ¼ of RAM", "decode all once", "decode each batch"],
+                            help="in memory is fastest per epoch; streaming keeps the images in their files "
+                                 "and decodes each batch in worker processes, for folders larger than RAM. "
+                                 "Both train on the same pixels.")
         else:
             doc = (DATASETS.get(choice).__doc__ or "").strip().splitlines()
             st.caption(doc[0] if doc else "")
@@ -76,7 +81,7 @@ with st.container(border=True):
                                     "build the search index: the Explore page needs all but the scores")
 
     choices = train_form.TrainChoices(
-        method=method, backbone=backbone, dataset=dataset or "", download=download, epochs=int(epochs),
+        method=method, backbone=backbone, dataset=dataset or "", download=download, load=load, epochs=int(epochs),
         batch_size=int(batch_size), lr=float(lr), seed=int(seed), device=device, resolution=int(resolution),
         train_size=None if train_size is None else int(train_size),
         test_size=None if test_size is None else int(test_size), after_training=tuple(after))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ssl_core.config import DataConfig
+from ssl_core.data.files import FileImages
 from ssl_core.data.imageset import ImageSet
 
 TRAIN_FRACTION = 0.8  # for sets without an official split
@@ -76,7 +77,7 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def to_imageset(
     name: str,
-    images: np.ndarray | torch.Tensor,
+    images: np.ndarray | torch.Tensor | FileImages,
     labels: np.ndarray,
     n_train: int,
     ids: list[str] | tuple[str, ...],
@@ -91,12 +92,16 @@ def to_imageset(
             3 channels after resizing (resizing one channel is 3x cheaper).
     labels: (N,) class indices, -1 where unknown; n_train: how many leading rows are train.
     """
-    images = torch.as_tensor(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    images = resize(images, resolution)
-    if images.shape[3] == 1:
-        images = images.expand(-1, -1, -1, 3).contiguous()
+    if isinstance(images, FileImages):  # decoded later, already RGB at its resolution
+        if images.resolution != resolution:
+            raise ValueError(f"files decode to {images.resolution}px, not the asked {resolution}px")
+    else:
+        images = torch.as_tensor(images)
+        if images.ndim == 3:
+            images = images[..., None]
+        images = resize(images, resolution)
+        if images.shape[3] == 1:
+            images = images.expand(-1, -1, -1, 3).contiguous()
     n = images.shape[0]
     return ImageSet(
         name=name,
@@ -112,7 +117,7 @@ def to_imageset(
 
 def split_and_build(
     name: str,
-    images: np.ndarray,
+    images: np.ndarray | FileImages,
     labels: np.ndarray,
     class_names: tuple[str, ...] | list[str],
     cfg: DataConfig,
@@ -140,7 +145,7 @@ def split_and_build(
         ids = [names[i] for i in rows]
     return to_imageset(
         name,
-        images[rows],
+        images.subset(rows) if isinstance(images, FileImages) else images[rows],
         labels[rows],
         len(train),
         ids,

@@ -12,29 +12,34 @@ Images are decoded with Pillow only, turned upright from their EXIF orientation,
 centre-cropped to a square and resized to `cfg.resolution`. Files that are not images, are
 corrupt or truncated, or are larger than MAX_PIXELS are skipped with a warning naming each;
 hidden files and folders (".DS_Store", ".ipynb_checkpoints") are ignored silently.
+
+Small folders are decoded into memory once. A folder too large for that (`DataConfig.load`) is
+streamed: every file is still decoded once up front to find the unusable ones (the verdicts are
+cached by size and modification time), then the ImageSet holds `FileImages` and each batch is
+decoded again when it is needed. Both ways keep the same files and split them the same way.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from ssl_core.config import DataConfig
 from ssl_core.data.convert import split_and_build
+from ssl_core.data.decode import MAX_PIXELS, decode_image  # noqa: F401  (importers use them from here)
+from ssl_core.data.files import FileImages
 from ssl_core.data.imageset import ImageSet
+from ssl_core.runs import atomic_write_bytes
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
-# Refuse images above 64 megapixels (8k x 8k): a small file can declare a huge size and
-# exhaust memory when decoded (a "decompression bomb"). Pillow's own limit only warns below 2x.
-MAX_PIXELS = 64_000_000
 
 
 def load_folder(cfg: DataConfig) -> ImageSet:
@@ -49,26 +54,98 @@ def load_folder(cfg: DataConfig) -> ImageSet:
     else:
         files, labels, class_names, factors, levels = _flat_folder(folder, entries)
 
-    decoded = _decode_all(files, cfg.resolution)
-    ok = np.array([not isinstance(result, str) for result in decoded], dtype=bool)
-    for path, result in zip(files, decoded):
-        if isinstance(result, str):
-            warnings.warn(f"skipping {path}: {result}", stacklevel=2)
+    streamed = should_stream(cfg, len(files))
+    if streamed:
+        verdicts = check_files(files, folder, cfg)
+        ok = np.array([verdict is None for verdict in verdicts], dtype=bool)
+    else:
+        decoded = _decode_all(files, cfg.resolution)
+        ok = np.array([not isinstance(result, str) for result in decoded], dtype=bool)
+        verdicts = [result if isinstance(result, str) else None for result in decoded]
+    for path, verdict in zip(files, verdicts):
+        if verdict is not None:
+            warnings.warn(f"skipping {path}: {verdict}", stacklevel=2)
     if not ok.any():
         why = f"all {len(files)} files were skipped (see the warnings)" if files else "it is empty"
         raise ValueError(f"no readable images in {folder}: {why}")
-    images = np.stack([image for image in decoded if not isinstance(image, str)])
     keep = np.flatnonzero(ok)
+    names = [files[i].relative_to(folder).as_posix() for i in keep]
+    if streamed:
+        images = FileImages(folder, names, cfg.resolution)
+    else:
+        images = np.stack([image for image in decoded if not isinstance(image, str)])
     return split_and_build(
         folder.name or str(folder),
         images,
         labels[keep],
         class_names,
         cfg,
-        names=[files[i].relative_to(folder).as_posix() for i in keep],
+        names=names,
         factors={k: v[keep] for k, v in factors.items()},
         factor_levels=levels,
     )
+
+
+# `load="auto"` streams a folder whose decoded images would take more than this share of RAM.
+STREAM_RAM_FRACTION = 0.25
+
+
+def total_ram() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): assume a small machine
+        return 8 * 2**30
+
+
+def should_stream(cfg: DataConfig, n_files: int) -> bool:
+    """Whether a folder of n_files stays in its files (see DataConfig.load)."""
+    if cfg.load != "auto":
+        return cfg.load == "stream"
+    return n_files * cfg.resolution**2 * 3 > STREAM_RAM_FRACTION * total_ram()
+
+
+def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | None]:
+    """Why each file cannot be used, or None: the in-memory path's verdicts without keeping pixels.
+
+    Each file is decoded once and its verdict remembered with its size and modification time in
+    `<data dir>/folder-checks/`, so later loads of the same folder (the app, `embed`, `analyze`)
+    only look at the files that changed. A cache that cannot be read or written is ignored.
+    """
+    from tqdm.auto import tqdm
+
+    from ssl_core.data.online import data_root
+
+    cache_path = data_root(cfg) / "folder-checks" / (hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20] + ".json")
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    stats = [path.stat() for path in files]
+    keys = [files[i].relative_to(folder).as_posix() for i in range(len(files))]
+    verdicts: list[str | None] = [None] * len(files)
+    todo = []
+    for i, (key, stat) in enumerate(zip(keys, stats)):
+        known = cache.get(key)
+        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+            verdicts[i] = known[2]
+        else:
+            todo.append(i)
+    if todo:
+        def verdict(i: int) -> str | None:
+            result = decode_image(files[i], cfg.resolution)
+            return result if isinstance(result, str) else None
+
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for i, found in zip(todo, tqdm(pool.map(verdict, todo), total=len(todo), unit="file",
+                                           desc=f"checking {folder.name}", disable=len(todo) < 1000)):
+                verdicts[i] = found
+        fresh = {key: [stat.st_size, stat.st_mtime_ns, found] for key, stat, found in zip(keys, stats, verdicts)}
+        try:
+            atomic_write_bytes(cache_path, json.dumps(fresh).encode())
+        except OSError as err:
+            warnings.warn(f"could not remember which images in {folder} are readable ({err}); "
+                          "the next load checks them again", stacklevel=2)
+    return verdicts
 
 
 def _visible(paths) -> list[Path]:
@@ -198,37 +275,3 @@ def _decode_all(files: list[Path], resolution: int) -> list[np.ndarray | str]:
     """Decode in threads (Pillow releases the GIL while decoding): an image or why it failed."""
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         return list(pool.map(lambda path: decode_image(path, resolution), files))
-
-
-def decode_image(source: Path | BinaryIO, resolution: int) -> np.ndarray | str:
-    """A file path or binary stream -> uint8 (resolution, resolution, 3), or the reason it
-    cannot be used. Never raises for bad data: folders skip such files, uploads refuse them."""
-    try:
-        with Image.open(source) as image:
-            if image.width * image.height > MAX_PIXELS:
-                return f"{image.width}x{image.height} is over the {MAX_PIXELS:,}-pixel limit"
-            # Let JPEG decode at a reduced scale that still covers the target size: much faster.
-            image.draft("RGB", (resolution, resolution))
-            image = ImageOps.exif_transpose(image)
-            image = _to_rgb(image)
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            # Crop before resizing: resize(box=...) would blend in pixels from outside the square.
-            image = image.crop((left, top, left + side, top + side))
-            image = image.resize((resolution, resolution), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except Image.DecompressionBombError as err:
-        return f"over Pillow's size limit ({err})"
-    except Image.UnidentifiedImageError:
-        return "not an image Pillow can read"
-    except (OSError, ValueError, SyntaxError, EOFError) as err:  # truncated or corrupt data
-        return f"corrupt or truncated ({err})"
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    # Transparent pixels often hold arbitrary colours: lay the image on white instead of
-    # simply dropping the alpha channel.
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
-    return image.convert("RGB")

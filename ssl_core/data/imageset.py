@@ -1,4 +1,4 @@
-"""`ImageSet`: the one in-memory form every dataset takes, whatever its source."""
+"""`ImageSet`: the one form every dataset takes, whatever its source (in memory, or streamed from files)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ssl_core.data.files import FileImages
+
 
 @dataclass(frozen=True)
 class ImageSet:
@@ -14,7 +16,8 @@ class ImageSet:
 
     All images share one size and are RGB, so every backbone sees 3 channels.
 
-    images:      uint8 tensor (N, H, W, 3), on the CPU.
+    images:      uint8 tensor (N, H, W, 3), on the CPU; or, for a folder streamed from disk, a
+                 `FileImages` that decodes the rows it is indexed with into such a tensor.
     labels:      int64 tensor (N,), class index into `class_names`; -1 where unknown.
     is_train:    bool tensor (N,): True for the train split, False for the test split.
     ids:         N strings, unique; a file's relative path for folders, "train/17" otherwise.
@@ -25,7 +28,7 @@ class ImageSet:
     """
 
     name: str
-    images: torch.Tensor
+    images: torch.Tensor | FileImages
     labels: torch.Tensor
     is_train: torch.Tensor
     ids: tuple[str, ...]
@@ -67,7 +70,7 @@ class ImageSet:
         np_index = index.numpy()
         return ImageSet(
             name=self.name,
-            images=self.images[index],
+            images=self.images.subset(index) if isinstance(self.images, FileImages) else self.images[index],
             labels=self.labels[index],
             is_train=self.is_train[index],
             ids=tuple(self.ids[i] for i in np_index),
