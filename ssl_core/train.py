@@ -90,11 +90,14 @@ class TrainImages:
     def __len__(self) -> int:
         return len(self.images)
 
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (self.images[idx].to(self.device, non_blocking=True),
+                self.labels[idx].to(self.device, non_blocking=True))
+
     def batches(self, plan: Iterator[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(images, labels) on the device for each batch of positions in `plan`."""
         for idx in plan:
-            yield (self.images[idx].to(self.device, non_blocking=True),
-                   self.labels[idx].to(self.device, non_blocking=True))
+            yield self.batch(idx)
 
 
 class StreamedTrainImages:

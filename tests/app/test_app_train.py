@@ -137,6 +137,22 @@ def test_cuda_without_a_gpu_is_refused(runs_dir):
     assert at.button(key="train_start").disabled
 
 
+def test_a_folder_can_be_streamed_from_its_files(runs_dir, tmp_path):
+    from PIL import Image
+
+    for name in ("a/1.png", "b/2.png"):
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "photos" / name)
+    at = open_page("train")
+    at.selectbox(key="train_dataset").select("(a folder of my images)").run()
+    at.text_input(key="train_folder").input(str(tmp_path / "photos")).run()
+    assert at.radio(key="train_load").value == "auto"
+    at.radio(key="train_load").set_value("stream").run()
+    assert not at.error
+    choices = train_form.TrainChoices(dataset=str(tmp_path / "photos"), load="stream")
+    assert train_form.build_config(choices).data.load == "stream"
+
+
 def test_online_sets_are_marked_and_offer_a_download(runs_dir):
     at = open_page("train")
     assert "cifar10 (online: needs a download" in at.selectbox(key="train_dataset").format_func("cifar10")
