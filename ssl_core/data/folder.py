@@ -120,13 +120,20 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
         cache = {}
-    stats = [path.stat() for path in files]
-    keys = [files[i].relative_to(folder).as_posix() for i in range(len(files))]
+    keys = [path.relative_to(folder).as_posix() for path in files]
+    stamps: list[list[int]] = []
     verdicts: list[str | None] = [None] * len(files)
     todo = []
-    for i, (key, stat) in enumerate(zip(keys, stats)):
+    for i, (key, path) in enumerate(zip(keys, files)):
+        try:
+            stat = path.stat()
+        except OSError as err:  # gone or unreadable since the folder was listed
+            stamps.append([-1, -1])
+            verdicts[i] = f"cannot be read ({err.strerror or err})"
+            continue
+        stamps.append([stat.st_size, stat.st_mtime_ns])
         known = cache.get(key)
-        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns]:
+        if isinstance(known, list) and len(known) == 3 and known[:2] == stamps[-1]:
             verdicts[i] = known[2]
         else:
             todo.append(i)
@@ -139,7 +146,7 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
             for i, found in zip(todo, tqdm(pool.map(verdict, todo), total=len(todo), unit="file",
                                            desc=f"checking {folder.name}", disable=len(todo) < 1000)):
                 verdicts[i] = found
-        fresh = {key: [stat.st_size, stat.st_mtime_ns, found] for key, stat, found in zip(keys, stats, verdicts)}
+        fresh = {key: [*stamp, found] for key, stamp, found in zip(keys, stamps, verdicts)}
         try:
             atomic_write_bytes(cache_path, json.dumps(fresh).encode())
         except OSError as err:
