@@ -39,21 +39,22 @@ def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str =
         check_embeddable(run)  # an imported run has no encoder: refuse before its status changes
     functions = _step_functions()
     previous = run.read_status()
+    # What training recorded of itself stays: its step counts, and where its images came from.
+    kept = {key: previous[key] for key in ("total_steps", "step", "data") if key in previous}
     results: dict[str, Any] = {}
     for step in steps:
-        run.set_status("running", stage=step, total_steps=previous.get("total_steps"), step=previous.get("step"))
+        run.set_status("running", stage=step, **kept)
         try:
             if step == "embed":
                 results[step] = functions[step](run, device=resolve_device(device), progress=progress)
             else:
                 results[step] = functions[step](run)
         except Exception as e:
-            run.set_status("failed", stage=step, total_steps=previous.get("total_steps"), step=previous.get("step"),
-                           error=f"{step} failed: {type(e).__name__}: {e}; "
-                                 f"run `ssl-explorer {step} {run.id}` to try again")
+            run.set_status("failed", stage=step, **kept,
+                           error=f"{step} failed: {type(e).__name__}: {e}; run `ssl-explorer {step} {run.id}` to try again")
             raise
         log(f"{step}: {results[step]}")
-    run.set_status("finished", stage="done", total_steps=previous.get("total_steps"), step=previous.get("step"))
+    run.set_status("finished", stage="done", **kept)
     return results
 
 

@@ -14,7 +14,9 @@ from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.data import folder as folder_module
 from ssl_core.data import load_dataset
 from ssl_core.data.files import FileImages, ImageRows, UnreadableImage, iter_batches
+from ssl_core.embed import load_embeddings
 from ssl_core.explore import run_images
+from ssl_core.pipeline import run_post_steps
 from ssl_core.train import TrainingFailed, load_checkpoint, train
 
 
@@ -135,6 +137,11 @@ def test_a_streamed_run_takes_the_in_memory_runs_steps(shapes_folder, tmp_path, 
     assert losses(streamed) == pytest.approx(losses(memory), rel=1e-5, abs=1e-6)
     assert streamed.read_status()["data"] == "streamed from files"
     assert memory.read_status()["data"] == "in memory"
+    run_post_steps(streamed, ["embed"], device="cpu", progress=False, log=lambda line: None)
+    status = streamed.read_status()
+    assert status["stage"] == "done" and status["data"] == "streamed from files", "the steps after keep it"
+    vectors, _, ids = load_embeddings(streamed, "test")
+    assert ids == list(load(shapes_folder, tmp_path, "memory").test.ids) and np.isfinite(vectors).all()
     for key, value in load_checkpoint(memory)["method"].items():
         assert torch.allclose(value.float(), load_checkpoint(streamed)["method"][key].float(), atol=1e-5), key
 
