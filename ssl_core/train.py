@@ -1,8 +1,9 @@
 """The training loop: one function for every method.
 
-Data lives on the run's device as uint8 for the whole run; each step takes a shuffled batch, the
-method makes its own augmented views on the device, and AdamW follows a linear warm-up and a
-cosine decay. Every random draw of step `s` comes from a generator seeded by (seed, s), so a run
+Data lives on the run's device as uint8 for the whole run (in pinned host memory when the GPU
+lacks room; a folder streamed from its files is decoded batch by batch in DataLoader workers);
+each step takes a shuffled batch, the method makes its own augmented views on the device, and
+AdamW follows a linear warm-up and a cosine decay. Every random draw of step `s` comes from a generator seeded by (seed, s), so a run
 resumed from a checkpoint takes exactly the steps the uninterrupted run would have taken.
 
 Started by torchrun, the same loop trains data-parallel (see distributed.py): each process takes
