@@ -9,8 +9,9 @@ Three pipelines, same model (backbone + SimCLR projector), same loss (NT-Xent), 
 process, interleaved round by round so that clock drift hits all three alike:
   (a) ours: uint8 images resident on the device, views made there in one batched call
       (ssl_core.augment), exactly the step `ssl-explorer train` takes;
-  (b) standard: torchvision transforms (lightly's SimCLRTransform when `lightly` is installed)
-      in a DataLoader over all CPU cores with pinned memory, as LightlySSL's examples do;
+  (b) standard: torchvision transforms in a DataLoader over all CPU cores with pinned memory,
+      as LightlySSL's examples do (with lightly's SimCLRTransform and NTXentLoss when `lightly`
+      is installed);
   (c) ceiling: the model and loss alone, on two views already on the device.
 Prints images/s of each and the ratios a/b and a/c; the last line is one JSON object.
 """
@@ -39,6 +40,7 @@ from ssl_core.train import TrainImages, TrainingStep, channel_stats, make_optimi
 
 def standard_transform(view: ViewConfig, size: int, mean, std):
     """The same recipe as our view, written the way users write it: lightly or torchvision."""
+    T = import_torchvision().transforms  # first: lightly imports torchvision too
     try:
         from lightly.transforms import SimCLRTransform
 
@@ -48,7 +50,6 @@ def standard_transform(view: ViewConfig, size: int, mean, std):
                                normalize={"mean": mean, "std": std}), "lightly SimCLRTransform"
     except ImportError:
         pass
-    T = import_torchvision().transforms
     one = T.Compose([
         T.RandomResizedCrop(size, scale=tuple(view.crop_scale), ratio=tuple(view.crop_ratio)),
         T.RandomHorizontalFlip(view.flip_p),
@@ -58,6 +59,16 @@ def standard_transform(view: ViewConfig, size: int, mean, std):
         T.Normalize(mean, std),
     ])
     return (lambda image: [one(image), one(image)]), "torchvision transforms"
+
+
+def standard_loss(temperature: float):
+    """lightly's NTXentLoss when lightly is installed (as its examples use it), else ours."""
+    import_torchvision()  # first: lightly imports torchvision too
+    try:
+        from lightly.loss import NTXentLoss
+    except ImportError:
+        return (lambda z1, z2: nt_xent(z1, z2, temperature)), "NT-Xent (ours)"
+    return NTXentLoss(temperature=temperature), "lightly NTXentLoss"
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -119,9 +130,18 @@ def main() -> None:
     # (a) ours: the loop's own data holder and step module.
     resident = TrainImages(data.images, data.labels, device)
     ours_step = TrainingStep(method)
-    ceiling_loss = model_loss
+    loss_b, loss_b_name = standard_loss(temperature)
+
+    def standard_model_loss(x: torch.Tensor) -> torch.Tensor:  # (b): the same model, the user's loss
+        if gpu:
+            x = x.contiguous(memory_format=torch.channels_last)
+        z1, z2 = method.projector(method.encode(x)).chunk(2)
+        return loss_b(z1, z2)
+
+    ceiling_loss, standard_step_loss = model_loss, standard_model_loss
     if args.compile:
         ours_step, ceiling_loss = torch.compile(ours_step), torch.compile(model_loss)
+        standard_step_loss = torch.compile(standard_model_loss)
 
     def ours(k: int) -> None:
         for _ in range(k):
@@ -149,7 +169,7 @@ def main() -> None:
                 v1, v2 = next(batches)
             x = torch.cat([v1, v2]).to(device, non_blocking=True)
             with autocast:
-                loss = ceiling_loss(x)  # the same (compiled, with --compile) model as (a) and (c)
+                loss = standard_step_loss(x)  # the same (compiled, with --compile) model as (a) and (c)
             update(loss)
 
     # (c) ceiling: the same two normalized views every step, already on the device.
@@ -182,7 +202,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
     print(f"device: {name}; torch {torch.__version__}; SimCLR, {backbone}, batch {batch}, 32 px, "
-          f"{n} images; (b) = {standard_name}, {args.workers} DataLoader workers; "
+          f"{n} images; (b) = {standard_name} and {loss_b_name}, {args.workers} DataLoader workers; "
           f"compile={'on' if args.compile else 'off'}")
     print("| pipeline | images/s (median of rounds) | rounds |")
     print("|---|---|---|")
@@ -191,7 +211,7 @@ def main() -> None:
                        ("ceiling", "(c) ceiling: model + loss on views already on the device")):
         print(f"| {label} | {best[key]:.0f} | {', '.join(f'{r:.0f}' for r in rates[key])} |")
     result = {"device": name, "backbone": backbone, "batch": batch, "images": n, "compile": args.compile,
-              "standard": standard_name, "workers": args.workers, "torch": torch.__version__,
+              "standard": standard_name, "standard_loss": loss_b_name, "workers": args.workers, "torch": torch.__version__,
               "images_per_s": {k: round(v, 1) for k, v in best.items()},
               "ours_vs_standard": round(best["ours"] / best["standard"], 3),
               "ours_vs_ceiling": round(best["ours"] / best["ceiling"], 3)}
