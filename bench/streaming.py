@@ -126,7 +126,7 @@ def main() -> None:
 
     resident = TrainImages(memory.images, memory.labels, device)
     in_memory_batches = resident.batches(random_plan(resident.home))
-    stream = StreamedTrainImages(streamed.images, streamed.labels, device, workers)
+    stream = StreamedTrainImages(streamed.images, streamed.labels, device)
     streamed_batches = stream.batches(random_plan(stream.home))
 
     def fed_by(batches):

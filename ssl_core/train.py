@@ -17,6 +17,7 @@ Failure handling, because runs are long and users are not watching:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import platform
@@ -107,23 +108,23 @@ class StreamedTrainImages:
     method augments it as it would in-memory data. The plan is the same seeded order, so a
     streamed run takes exactly the steps an in-memory run takes."""
 
-    def __init__(self, images: FileImages, labels: torch.Tensor, device: torch.device, workers: int | None):
+    def __init__(self, images: FileImages, labels: torch.Tensor, device: torch.device):
         self.device, self.home = device, torch.device("cpu")
-        self.images, self.labels, self.workers = images, labels, workers
+        self.images, self.labels = images, labels
 
     def __len__(self) -> int:
         return len(self.images)
 
     def batches(self, plan: Iterator[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         pin = self.device.type == "cuda"
-        for images, labels in self.images.batches(plan, labels=self.labels, workers=self.workers, pin_memory=pin):
+        for images, labels in self.images.batches(plan, labels=self.labels, pin_memory=pin):
             yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
 
 
-def train_images(data: ImageSet, config: RunConfig, device: torch.device) -> TrainImages | StreamedTrainImages:
+def train_images(data: ImageSet, device: torch.device) -> TrainImages | StreamedTrainImages:
     train = data.train
     if isinstance(train.images, FileImages):
-        return StreamedTrainImages(train.images, train.labels, device, config.data.workers)
+        return StreamedTrainImages(train.images, train.labels, device)
     return TrainImages(train.images, train.labels, device)
 
 
@@ -212,6 +213,12 @@ def build_for_run(config: RunConfig, data: ImageSet, device: torch.device) -> Me
     return method.to(device)
 
 
+def train_digest(data: ImageSet) -> str:
+    """Identifies the train split (its ids, in order): a resumed run must see the same images, or
+    its remaining steps would silently be other steps."""
+    return hashlib.sha256("\n".join(data.train.ids).encode()).hexdigest()[:16]
+
+
 def load_checkpoint(run: Run, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     if not run.checkpoint_path.exists():
         raise FileNotFoundError(f"run {run.id} has no checkpoint.pt yet (training never reached one)")
@@ -230,8 +237,9 @@ def load_method(run: Run, device: torch.device | str = "cpu") -> Method:
 
 
 def save_checkpoint(run: Run, method: Method, optimizer, scheduler, step: int, total_steps: int,
-                    num_classes: int) -> None:
+                    num_classes: int, data_digest: str | None = None) -> None:
     state = {
+        "data_digest": data_digest,  # which train images, in which order (see train_digest)
         "method": method.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -286,7 +294,13 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
 
     set_status("running", stage="load")
     try:
+        # Under torchrun rank 0 loads first: checking a streamed folder decodes every file once,
+        # and the other ranks then find its verdicts remembered instead of decoding them again.
+        if ctx.active and not ctx.is_main:
+            distributed.barrier()
         data = load_dataset(config.data)
+        if ctx.active and ctx.is_main:
+            distributed.barrier()
         if len(data.test) == 0:
             raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
         if METHODS.get(config.method["name"]).uses_labels and bool((data.train.labels < 0).any()):
@@ -299,7 +313,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     except Exception as e:
         set_status("failed", stage="load", error=f"{type(e).__name__}: {e}")
         raise
-    train_data = train_images(data, config, device)
+    train_data = train_images(data, device)
     n = len(train_data)
     batch_size = min(tc.batch_size, n)
     local_batch = batch_size // ctx.world_size  # this process's slice of each global batch
@@ -311,8 +325,16 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup_steps))
     start = 0
+    data_digest = train_digest(data)
     if resume and run.checkpoint_path.exists():
         state = load_checkpoint(run, device)
+        saved_digest = state.get("data_digest")
+        if saved_digest is not None and saved_digest != data_digest:
+            message = (f"the train images differ from those of the checkpoint ({n} now): the dataset "
+                       f"'{config.data.dataset}' changed since, so resuming would train on other images; "
+                       "restore it as it was, or start a new run")
+            set_status("failed", stage="load", error=message)
+            raise TrainingFailed(message)
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -349,6 +371,9 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     check_every = 1 if device.type == "cpu" else tc.log_every
     last_save = -math.inf
 
+    def checkpoint() -> None:
+        save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes, data_digest)
+
     def check_finite() -> None:
         bad = int(first_bad)
         if distributed.any_rank(bad >= 0, device):
@@ -357,8 +382,17 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     try:
         with stop_on_signals(stop):
             method.train()
-            while step < total_steps and not distributed.any_rank(stop.is_set(), device):
-                images, labels = next(batches)
+            while step < total_steps:
+                unreadable = None
+                try:
+                    images, labels = next(batches)
+                except UnreadableImage as e:  # on this process only: the others must stop too
+                    unreadable = e
+                if distributed.any_rank(stop.is_set() or unreadable is not None, device):
+                    if distributed.any_rank(unreadable is not None, device):
+                        raise unreadable or UnreadableImage("an image could not be read on another process "
+                                                            "(its log names the file)")
+                    break
                 # Rank 0 draws what a single process would; other ranks draw their own views.
                 torch.manual_seed(step_seed(tc.seed, step) + ctx.rank * 1_000_000_007)
                 with autocast:
@@ -401,11 +435,11 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                     for callback in callbacks:
                         callback(step, record)
                 if checkpoint_due and time.monotonic() - last_save >= tc.checkpoint_min_seconds:
-                    save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
+                    checkpoint()
                     last_save = time.monotonic()
         check_finite()
         if ctx.is_main:
-            save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
+            checkpoint()
         if step < total_steps:  # the loop ends early only when asked to stop
             set_status("interrupted", stage="train", step=step, total_steps=total_steps,
                        error=f"stopped at step {step} of {total_steps}; resume continues from there")
@@ -423,10 +457,10 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
         raise TrainingFailed(message) from None
     except (TrainingInterrupted, KeyboardInterrupt):
         raise
-    except UnreadableImage as e:  # before the step that needed it: the state is whole, keep it
-        if ctx.is_main:
-            save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes)
-        message = f"{e}; after restoring it, resume continues from step {step}"
+    except UnreadableImage as e:  # between steps: the state is whole, keep it (unless it holds a NaN)
+        if ctx.is_main and int(first_bad) < 0:
+            checkpoint()
+        message = f"{e}; after restoring it, resume continues from the last checkpoint"
         set_status("failed", stage="train", step=step, total_steps=total_steps, error=message)
         raise TrainingFailed(message) from None
     except Exception as e:

@@ -28,8 +28,10 @@ class UnreadableImage(RuntimeError):
 
 
 def default_workers() -> int:
-    """Decoding processes beside training: all cores but one (the one that drives the model), 1 to 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    """Decoding processes beside training: all cores but the ones driving models (one per process
+    on this machine under torchrun), shared among those processes; 1 to 8 each."""
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(8, ((os.cpu_count() or 2) - local) // local))
 
 
 class FileImages:
@@ -38,10 +40,11 @@ class FileImages:
     dtype = torch.uint8
     ndim = 4
 
-    def __init__(self, root: Path | str, names: Sequence[str], resolution: int):
+    def __init__(self, root: Path | str, names: Sequence[str], resolution: int, workers: int | None = None):
         self.root = Path(root)
         self.names = tuple(names)
         self.resolution = int(resolution)
+        self.workers = workers  # decoding processes of `batches`; None: default_workers()
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -69,7 +72,12 @@ class FileImages:
     def _positions(self, index) -> np.ndarray:
         if isinstance(index, slice):
             return np.arange(len(self))[index]
+        if isinstance(index, (bool, tuple)) or not isinstance(index, (list, range, np.ndarray, torch.Tensor)):
+            raise TypeError(f"images are indexed by an int, a slice, or a 1-D sequence of positions or a "
+                            f"mask; got {type(index).__name__}")
         positions = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index)
+        if positions.ndim != 1:
+            raise IndexError(f"a {positions.ndim}-D index for a list of images; give a 1-D one")
         if positions.dtype == bool:
             if positions.shape != (len(self),):
                 raise IndexError(f"a boolean mask of shape {positions.shape} for {len(self)} images")
@@ -81,7 +89,10 @@ class FileImages:
 
     def __getitem__(self, index) -> torch.Tensor:
         """Decode: an int gives (H, W, 3); a slice, positions or a mask give (k, H, W, 3)."""
-        if isinstance(index, (int, np.integer)) or (isinstance(index, torch.Tensor) and index.ndim == 0):
+        if isinstance(index, bool):
+            raise TypeError("images are not indexed by a bool")
+        if isinstance(index, (int, np.integer)) or (isinstance(index, (torch.Tensor, np.ndarray)) and index.ndim == 0
+                                                    and index.dtype not in (torch.bool, np.bool_)):
             i = int(index)
             if not -len(self) <= i < len(self):
                 raise IndexError(f"image {i} of {len(self)}")
@@ -103,7 +114,7 @@ class FileImages:
 
     def subset(self, index) -> "FileImages":
         """The files at `index` (positions, a slice or a mask); nothing is decoded."""
-        return FileImages(self.root, [self.names[i] for i in self._positions(index)], self.resolution)
+        return FileImages(self.root, [self.names[i] for i in self._positions(index)], self.resolution, self.workers)
 
     def batches(self, index_batches: Iterable[Sequence[int] | torch.Tensor], *, labels: torch.Tensor | None = None,
                 workers: int | None = None, pin_memory: bool = False) -> Iterator:
@@ -111,7 +122,7 @@ class FileImages:
 
         Yields uint8 (B, H, W, 3) tensors, or (images, labels) pairs when `labels` is given.
         """
-        workers = default_workers() if workers is None else workers
+        workers = workers if workers is not None else self.workers if self.workers is not None else default_workers()
         loader = torch.utils.data.DataLoader(
             _BatchDecoder(self, labels), sampler=index_batches, batch_size=None, num_workers=workers,
             pin_memory=pin_memory, prefetch_factor=4 if workers else None, persistent_workers=False,

@@ -71,7 +71,7 @@ def load_folder(cfg: DataConfig) -> ImageSet:
     keep = np.flatnonzero(ok)
     names = [files[i].relative_to(folder).as_posix() for i in keep]
     if streamed:
-        images = FileImages(folder, names, cfg.resolution)
+        images = FileImages(folder, names, cfg.resolution, cfg.workers)
     else:
         images = np.stack([image for image in decoded if not isinstance(image, str)])
     return split_and_build(
@@ -91,10 +91,19 @@ STREAM_RAM_FRACTION = 0.25
 
 
 def total_ram() -> int:
+    """This process's memory: the machine's RAM, or less where a container or job caps it."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): assume a small machine
-        return 8 * 2**30
+        ram = 8 * 2**30
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():  # "max" (v2) means none; v1 writes a huge number instead
+            ram = min(ram, int(limit))
+    return ram
 
 
 def should_stream(cfg: DataConfig, n_files: int) -> bool:
@@ -107,9 +116,11 @@ def should_stream(cfg: DataConfig, n_files: int) -> bool:
 def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | None]:
     """Why each file cannot be used, or None: the in-memory path's verdicts without keeping pixels.
 
-    Each file is decoded once and its verdict remembered with its size and modification time in
+    Each file is decoded once; that it decoded is remembered with its size, times and inode in
     `<data dir>/folder-checks/`, so later loads of the same folder (the app, `embed`, `analyze`)
-    only look at the files that changed. A cache that cannot be read or written is ignored.
+    only decode files that changed or were unusable (an unreadable file may be a passing I/O or
+    permission error, so that verdict is never kept). A cache that cannot be read or written is
+    ignored.
     """
     from tqdm.auto import tqdm
 
@@ -128,14 +139,11 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
         try:
             stat = path.stat()
         except OSError as err:  # gone or unreadable since the folder was listed
-            stamps.append([-1, -1])
+            stamps.append([])
             verdicts[i] = f"cannot be read ({err.strerror or err})"
             continue
-        stamps.append([stat.st_size, stat.st_mtime_ns])
-        known = cache.get(key)
-        if isinstance(known, list) and len(known) == 3 and known[:2] == stamps[-1]:
-            verdicts[i] = known[2]
-        else:
+        stamps.append([stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino])
+        if cache.get(key) != stamps[-1]:
             todo.append(i)
     if todo:
         def verdict(i: int) -> str | None:
@@ -146,7 +154,7 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
             for i, found in zip(todo, tqdm(pool.map(verdict, todo), total=len(todo), unit="file",
                                            desc=f"checking {folder.name}", disable=len(todo) < 1000)):
                 verdicts[i] = found
-        fresh = {key: [*stamp, found] for key, stamp, found in zip(keys, stamps, verdicts)}
+        fresh = {key: stamp for key, stamp, found in zip(keys, stamps, verdicts) if found is None}
         try:
             atomic_write_bytes(cache_path, json.dumps(fresh).encode())
         except OSError as err:

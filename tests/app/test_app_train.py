@@ -11,6 +11,7 @@ import pytest
 
 import train_form
 from app_driver import open_page, texts
+from ssl_core import jobs
 from ssl_core.methods import METHODS, Method, register_method
 from ssl_core.runs import RunStore
 
@@ -137,7 +138,7 @@ def test_cuda_without_a_gpu_is_refused(runs_dir):
     assert at.button(key="train_start").disabled
 
 
-def test_a_folder_can_be_streamed_from_its_files(runs_dir, tmp_path):
+def test_a_folder_can_be_streamed_from_its_files(runs_dir, tmp_path, monkeypatch):
     from PIL import Image
 
     for name in ("a/1.png", "b/2.png"):
@@ -149,8 +150,15 @@ def test_a_folder_can_be_streamed_from_its_files(runs_dir, tmp_path):
     assert at.radio(key="train_load").value == "auto"
     at.radio(key="train_load").set_value("stream").run()
     assert not at.error
-    choices = train_form.TrainChoices(dataset=str(tmp_path / "photos"), load="stream")
-    assert train_form.build_config(choices).data.load == "stream"
+    started = []
+
+    def start(store, config, skip=()):  # what the click would start, without training
+        started.append(config)
+        return store.create(config)
+
+    monkeypatch.setattr(jobs, "start", start)
+    at.button(key="train_start").click().run()
+    assert [c.data.load for c in started] == ["stream"] and started[0].data.dataset == str(tmp_path / "photos")
 
 
 def test_online_sets_are_marked_and_offer_a_download(runs_dir):

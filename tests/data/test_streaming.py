@@ -99,14 +99,15 @@ def test_unusable_files_are_skipped_alike_and_verdicts_are_remembered(shapes_fol
     calls.clear()
     with pytest.warns(UserWarning, match="broken.png: not an image"):  # a remembered verdict still warns
         load(folder, tmp_path, "stream")
-    assert calls == [], "an unchanged folder is not decoded again"
+    assert calls == [broken], "only the unusable file is checked again (its error may have passed)"
+    calls.clear()
     first = sorted(folder.rglob("*.png"))[0]
     Image.new("RGB", (40, 40), "white").save(first)
     import os
     os.utime(first, ns=(1, 1))  # a changed file: new size or modification time
     with pytest.warns(UserWarning, match="broken.png"):
         again = load(folder, tmp_path, "stream")
-    assert calls == [first], "only the changed file is checked again"
+    assert sorted(calls) == sorted([first, broken]), "and a changed file"
     assert torch.equal(again.images[again.ids.index(first.relative_to(folder).as_posix())],
                        torch.full((32, 32, 3), 255, dtype=torch.uint8))
 
@@ -163,10 +164,17 @@ def test_a_file_that_breaks_mid_run_fails_it_by_name_and_resume_finishes(shapes_
     assert status["status"] == "failed" and victim.name in status["error"] and "resume" in status["error"]
     assert 1 <= load_checkpoint(run)["step"] == status["step"] < status["total_steps"]
 
+    # Resuming over other images (the broken file now skipped by the check) is refused.
+    with pytest.raises(TrainingFailed, match="train images differ"), pytest.warns(UserWarning, match=victim.name):
+        train(run, resume=True, progress=False)
+
     victim.write_bytes(saved)
     train(run, resume=True, progress=False)
     assert run.read_status()["status"] == "finished"
     assert [m["step"] for m in run.read_metrics() if "loss" in m] == list(range(1, 21))
+    straight = train(store.create(folder_config(folder, tmp_path, "stream", epochs=5, workers=1)), progress=False)
+    losses = lambda run: [m["loss"] for m in run.read_metrics() if "loss" in m]  # noqa: E731
+    assert losses(run) == pytest.approx(losses(straight), rel=1e-5, abs=1e-6), "the resumed run took the same steps"
 
 
 def test_the_app_reads_a_streamed_runs_rows_without_decoding_them_all(shapes_folder, tmp_path, store):
@@ -179,6 +187,18 @@ def test_the_app_reads_a_streamed_runs_rows_without_decoding_them_all(shapes_fol
     assert isinstance(rows, ImageRows) and len(rows) == len(expected) and rows.shape == expected.shape
     assert np.array_equal(rows[[0, 70]], expected[[0, 70]]) and np.array_equal(rows[3], expected[3])
     assert np.array_equal(np.stack(list(rows)), expected)
+
+
+def test_the_worker_setting_travels_with_the_images_and_odd_indices_are_refused(shapes_folder, tmp_path):
+    images = load(shapes_folder, tmp_path, "stream", workers=0).images
+    assert images.workers == 0 and images.subset([1, 2]).workers == 0
+    for bad in ((1, 2), True, 1.5):
+        with pytest.raises(TypeError):
+            images[bad]
+    with pytest.raises(IndexError, match="2-D"):
+        images[np.zeros((2, 2), dtype=int)]
+    assert torch.equal(images[np.int64(4)], images[torch.tensor(4)]) and images[np.array(4)].shape == (32, 32, 3)
+    assert images[[]].shape == (0, 32, 32, 3)
 
 
 def test_unreadable_image_names_the_file(tmp_path):
