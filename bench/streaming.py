@@ -36,7 +36,8 @@ from ssl_core.data import load_dataset
 from ssl_core.data.decode import decode_image
 from ssl_core.methods import build_method
 from ssl_core.methods.simclr import nt_xent
-from ssl_core.train import StreamedTrainImages, TrainImages, TrainingStep, channel_stats, make_optimizer, precision_context
+from ssl_core.train import (StreamedTrainImages, TrainImages, TrainingStep, channel_stats, make_optimizer,
+                            precision_context)
 from train_throughput import standard_transform
 
 
@@ -100,7 +101,8 @@ def main() -> None:
 
     mean, std = channel_stats(memory.images)
     torch.manual_seed(0)
-    method = build_method({"name": "simclr"}, args.backbone, resolution=res, num_classes=12, mean=mean, std=std).to(device)
+    method = build_method({"name": "simclr"}, args.backbone, resolution=res, num_classes=12, mean=mean, std=std)
+    method = method.to(device)
     if gpu:
         method = method.to(memory_format=torch.channels_last)
     method.train()
@@ -185,7 +187,8 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
     print(f"device: {name}, {os.cpu_count()} cores; torch {torch.__version__}; SimCLR, {args.backbone}, batch {batch}; "
-          f"{n} JPEG files of {args.file_size} px trained at {res} px; {workers} decoding workers; (b) = {standard_name}")
+          f"{n} JPEG files of {args.file_size} px trained at {res} px; {workers} decoding workers; "
+          f"(b) = {standard_name}")
     print(f"set-up: files written in {written:.1f} s; decoded into memory in {load_memory:.1f} s; "
           f"checked for streaming in {check_streamed:.1f} s")
     print("| pipeline | images/s (median of rounds) | rounds |")

@@ -51,7 +51,8 @@ def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str =
                 results[step] = functions[step](run)
         except Exception as e:
             run.set_status("failed", stage=step, **kept,
-                           error=f"{step} failed: {type(e).__name__}: {e}; run `ssl-explorer {step} {run.id}` to try again")
+                           error=f"{step} failed: {type(e).__name__}: {e}; "
+                                 f"run `ssl-explorer {step} {run.id}` to try again")
             raise
         log(f"{step}: {results[step]}")
     run.set_status("finished", stage="done", **kept)

@@ -150,7 +150,8 @@ class _BatchDecoder(torch.utils.data.Dataset):
         return images, self.labels[torch.from_numpy(positions)]
 
 
-def iter_batches(images: torch.Tensor | FileImages, batch_size: int, workers: int | None = None) -> Iterator[torch.Tensor]:
+def iter_batches(images: torch.Tensor | FileImages, batch_size: int,
+                 workers: int | None = None) -> Iterator[torch.Tensor]:
     """uint8 batches of `images` in order: slices of a tensor, or decoded batches of files."""
     if isinstance(images, FileImages):
         starts = range(0, len(images), batch_size)

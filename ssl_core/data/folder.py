@@ -126,7 +126,8 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
 
     from ssl_core.data.online import data_root
 
-    cache_path = data_root(cfg) / "folder-checks" / (hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20] + ".json")
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
+    cache_path = data_root(cfg) / "folder-checks" / f"{digest}.json"
     try:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
