@@ -21,8 +21,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -30,15 +28,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ssl_core.augment import make_views
+from harness import SimCLRBench, device_name, measure, pick_device, print_table, random_plan
 from ssl_core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.decode import decode_image
-from ssl_core.methods import build_method
-from ssl_core.methods.simclr import nt_xent
-from ssl_core.train import (StreamedTrainImages, TrainImages, TrainingStep, channel_stats, make_optimizer,
-                            precision_context)
-from train_throughput import standard_transform
+from ssl_core.train import StreamedTrainImages, TrainImages, channel_stats
+from train_throughput import standard_loss, standard_transform
 
 
 def write_folder(root: Path, n: int, size: int) -> None:
@@ -77,8 +72,7 @@ def main() -> None:
                         help="decoding workers of (s) and (b) (default: cores - 1, at most 8, as training uses)")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     gpu = device.type == "cuda"
     steps = args.steps or (30 if gpu else 6)
     batch, res = args.batch, args.resolution
@@ -100,106 +94,37 @@ def main() -> None:
     n = len(memory)
 
     mean, std = channel_stats(memory.images)
-    torch.manual_seed(0)
-    method = build_method({"name": "simclr"}, args.backbone, resolution=res, num_classes=12, mean=mean, std=std)
-    method = method.to(device)
-    if gpu:
-        method = method.to(memory_format=torch.channels_last)
-    method.train()
-    optimizer = make_optimizer(method, 1e-3, 1e-4, device)
-    autocast = precision_context(device)
-    step_module = TrainingStep(method)
-
-    def update(loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def model_loss(x: torch.Tensor) -> torch.Tensor:
-        if gpu:
-            x = x.contiguous(memory_format=torch.channels_last)
-        z1, z2 = method.projector(method.encode(x)).chunk(2)
-        return nt_xent(z1, z2, method.cfg.temperature)
-
-    def random_plan(home: torch.device):
-        g = torch.Generator().manual_seed(0)
-        while True:
-            yield torch.randint(0, n, (batch,), generator=g).to(home)
-
+    bench = SimCLRBench(args.backbone, res, mean, std, device)
     resident = TrainImages(memory.images, memory.labels, device)
-    in_memory_batches = resident.batches(random_plan(resident.home))
     stream = StreamedTrainImages(streamed.images, streamed.labels, device)
-    streamed_batches = stream.batches(random_plan(stream.home))
 
-    def fed_by(batches):
-        def run(k: int) -> None:
-            for images, _ in itertools.islice(batches, k):
-                with autocast:
-                    loss = step_module(images, None)["loss"]
-                update(loss)
-        return run
-
-    transform, standard_name = standard_transform(method.view_cfg, res, mean, std)
+    transform, standard_name = standard_transform(bench.method.view_cfg, res, mean, std)
+    loss_b, loss_b_name = standard_loss(bench.method.cfg.temperature)
     paths = [folder / name for name in streamed.images.names]
     loader = torch.utils.data.DataLoader(
         FileDataset(paths, res, transform), batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
         pin_memory=gpu, persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+    standard_views = (torch.cat([v1, v2]).to(device, non_blocking=True)
+                      for _ in itertools.count() for v1, v2 in loader)
 
-    def standard_batches():
-        while True:
-            for v1, v2 in loader:
-                yield torch.cat([v1, v2]).to(device, non_blocking=True)
-    standard_iter = standard_batches()
+    pipelines = {"memory": bench.on_images(resident.batches(random_plan(n, batch, resident.home))),
+                 "streamed": bench.on_images(stream.batches(random_plan(n, batch, stream.home))),
+                 "standard": bench.on_views(standard_views, bench.views_loss(loss_b)),
+                 "ceiling": bench.on_views(bench.fixed_views(memory.images[:batch]), bench.views_loss())}
+    rates, best = measure(pipelines, steps=steps, batch=batch, rounds=args.rounds, warmup=3, gpu=gpu)
 
-    def standard(k: int) -> None:
-        for x in itertools.islice(standard_iter, k):
-            with autocast:
-                loss = model_loss(x)
-            update(loss)
-
-    fixed = resident.batch(torch.arange(batch, device=resident.home))[0]
-    views = method.normalize(make_views(torch.cat([fixed, fixed]), method.view_cfg, res))
-
-    def ceiling(k: int) -> None:
-        for _ in range(k):
-            with autocast:
-                loss = model_loss(views)
-            update(loss)
-
-    def timed(fn) -> float:
-        if gpu:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn(steps)
-        if gpu:
-            torch.cuda.synchronize()
-        return steps * batch / (time.perf_counter() - start)
-
-    pipelines = {"memory": fed_by(in_memory_batches), "streamed": fed_by(streamed_batches),
-                 "standard": standard, "ceiling": ceiling}
-    for fn in pipelines.values():  # warm-up: worker start-up, prefetch queues filled, cudnn tuning
-        fn(3)
-    rates: dict[str, list[float]] = {name: [] for name in pipelines}
-    for _ in range(args.rounds):
-        for name, fn in pipelines.items():
-            rates[name].append(timed(fn))
-    best = {name: statistics.median(r) for name, r in rates.items()}
-
-    name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
+    name = device_name(device)
     print(f"device: {name}, {os.cpu_count()} cores; torch {torch.__version__}; SimCLR, {args.backbone}, batch {batch}; "
           f"{n} JPEG files of {args.file_size} px trained at {res} px; {workers} decoding workers; "
-          f"(b) = {standard_name}")
+          f"(b) = {standard_name} and {loss_b_name}")
     print(f"set-up: files written in {written:.1f} s; decoded into memory in {load_memory:.1f} s; "
           f"checked for streaming in {check_streamed:.1f} s")
-    print("| pipeline | images/s (median of rounds) | rounds |")
-    print("|---|---|---|")
-    for key, label in (("memory", "(m) in memory: decoded once, views on the device"),
-                       ("streamed", "(s) streamed: workers decode each batch, views on the device"),
-                       ("standard", f"(b) standard: {standard_name} over the files in a DataLoader"),
-                       ("ceiling", "(c) ceiling: model + loss on views already made")):
-        print(f"| {label} | {best[key]:.0f} | {', '.join(f'{r:.0f}' for r in rates[key])} |")
+    print_table({"memory": "(m) in memory: decoded once, views on the device",
+                 "streamed": "(s) streamed: workers decode each batch, views on the device",
+                 "standard": f"(b) standard: {standard_name} over the files in a DataLoader",
+                 "ceiling": "(c) ceiling: model + loss on views already made"}, rates, best)
     result = {"device": name, "cores": os.cpu_count(), "backbone": args.backbone, "batch": batch, "images": n,
-              "file_size": args.file_size, "resolution": res, "workers": workers, "standard": standard_name,
+              "file_size": args.file_size, "resolution": res, "workers": workers, "standard": standard_name, "standard_loss": loss_b_name,
               "torch": torch.__version__, "images_per_s": {k: round(v, 1) for k, v in best.items()},
               "streamed_vs_memory": round(best["streamed"] / best["memory"], 3),
               "streamed_vs_standard": round(best["streamed"] / best["standard"], 3),

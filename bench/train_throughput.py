@@ -19,23 +19,21 @@ Prints images/s of each and the ratios a/b and a/c; the last line is one JSON ob
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import platform
-import statistics
-import time
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ssl_core.augment import ViewConfig, make_views
+from harness import SimCLRBench, device_name, measure, pick_device, print_table, random_plan
+from ssl_core.augment import ViewConfig
 from ssl_core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.online import import_torchvision
-from ssl_core.methods import build_method
 from ssl_core.methods.simclr import nt_xent
-from ssl_core.train import TrainImages, TrainingStep, channel_stats, make_optimizer, precision_context
+from ssl_core.train import TrainImages, channel_stats
 
 
 def standard_transform(view: ViewConfig, size: int, mean, std):
@@ -96,8 +94,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the step in (a) and (c)")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = pick_device(args.device)
     gpu = device.type == "cuda"
     backbone = args.backbone or ("resnet18" if gpu else "convnet")
     batch = args.batch or (512 if gpu else 128)
@@ -107,109 +104,40 @@ def main() -> None:
 
     data = load_dataset(DataConfig(dataset="shapes", train_size=n, test_size=16)).train
     mean, std = channel_stats(data.images)
-    torch.manual_seed(0)
-    method = build_method({"name": "simclr"}, backbone, resolution=32, num_classes=12, mean=mean, std=std).to(device)
-    if gpu:
-        method = method.to(memory_format=torch.channels_last)
-    method.train()
-    optimizer = make_optimizer(method, 1e-3, 1e-4, device)
-    autocast = precision_context(device)
-    temperature = method.cfg.temperature
+    bench = SimCLRBench(backbone, 32, mean, std, device)
+    loss_b, loss_b_name = standard_loss(bench.method.cfg.temperature)
+    ours_step, ceiling_loss, standard_step_loss = bench.step, bench.views_loss(), bench.views_loss(loss_b)
+    if args.compile:  # the model in all three; the views in (a) too
+        ours_step, ceiling_loss, standard_step_loss = (torch.compile(f) for f in (ours_step, ceiling_loss,
+                                                                                 standard_step_loss))
 
-    def update(loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def model_loss(x: torch.Tensor) -> torch.Tensor:  # normalized views (2B, 3, 32, 32) -> loss
-        if gpu:
-            x = x.contiguous(memory_format=torch.channels_last)
-        z1, z2 = method.projector(method.encode(x)).chunk(2)
-        return nt_xent(z1, z2, temperature)
-
-    # (a) ours: the loop's own data holder and step module.
+    # (a) ours: the loop's own data holder and step module, on random batches.
     resident = TrainImages(data.images, data.labels, device)
-    ours_step = TrainingStep(method)
-    loss_b, loss_b_name = standard_loss(temperature)
-
-    def standard_model_loss(x: torch.Tensor) -> torch.Tensor:  # (b): the same model, the user's loss
-        if gpu:
-            x = x.contiguous(memory_format=torch.channels_last)
-        z1, z2 = method.projector(method.encode(x)).chunk(2)
-        return loss_b(z1, z2)
-
-    ceiling_loss, standard_step_loss = model_loss, standard_model_loss
-    if args.compile:
-        ours_step, ceiling_loss = torch.compile(ours_step), torch.compile(model_loss)
-        standard_step_loss = torch.compile(standard_model_loss)
-
-    def ours(k: int) -> None:
-        for _ in range(k):
-            idx = torch.randint(0, n, (batch,), device=resident.home)
-            images, _ = resident.batch(idx)
-            with autocast:
-                loss = ours_step(images, None)["loss"]
-            update(loss)
+    random_batches = resident.batches(random_plan(n, batch, resident.home))
 
     # (b) standard: PIL images through transforms in worker processes.
-    transform, standard_name = standard_transform(method.view_cfg, 32, mean, std)
+    transform, standard_name = standard_transform(bench.method.view_cfg, 32, mean, std)
     loader = torch.utils.data.DataLoader(
         PILImages(data.images.numpy(), transform), batch_size=batch, shuffle=True, drop_last=True,
         num_workers=args.workers, pin_memory=gpu, persistent_workers=args.workers > 0,
         prefetch_factor=4 if args.workers > 0 else None)
-    batches = iter(loader)
-
-    def standard(k: int) -> None:
-        nonlocal batches
-        for _ in range(k):
-            try:
-                v1, v2 = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                v1, v2 = next(batches)
-            x = torch.cat([v1, v2]).to(device, non_blocking=True)
-            with autocast:
-                loss = standard_step_loss(x)  # the same (compiled, with --compile) model as (a) and (c)
-            update(loss)
+    standard_views = (torch.cat([v1, v2]).to(device, non_blocking=True)
+                      for _ in itertools.count() for v1, v2 in loader)
 
     # (c) ceiling: the same two normalized views every step, already on the device.
-    fixed = resident.batch(torch.arange(batch, device=resident.home))[0]
-    views = method.normalize(make_views(torch.cat([fixed, fixed]), method.view_cfg, 32))
+    pipelines = {"ours": bench.on_images(random_batches, ours_step),
+                 "standard": bench.on_views(standard_views, standard_step_loss),
+                 "ceiling": bench.on_views(bench.fixed_views(data.images[:batch]), ceiling_loss)}
+    rates, best = measure(pipelines, steps=steps, batch=batch, rounds=args.rounds, gpu=gpu,
+                          warmup=3 if not args.compile else 10)
 
-    def ceiling(k: int) -> None:
-        for _ in range(k):
-            with autocast:
-                loss = ceiling_loss(views)
-            update(loss)
-
-    def timed(fn) -> float:
-        if gpu:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn(steps)
-        if gpu:
-            torch.cuda.synchronize()
-        return steps * batch / (time.perf_counter() - start)
-
-    pipelines = {"ours": ours, "standard": standard, "ceiling": ceiling}
-    for fn in pipelines.values():  # warm-up: cudnn autotuning, compilation, worker start-up
-        fn(3 if not args.compile else 10)
-    rates: dict[str, list[float]] = {name: [] for name in pipelines}
-    for _ in range(args.rounds):
-        for name, fn in pipelines.items():
-            rates[name].append(timed(fn))
-    best = {name: statistics.median(r) for name, r in rates.items()}
-
-    name = torch.cuda.get_device_name(device) if gpu else (platform.processor() or platform.machine())
+    name = device_name(device)
     print(f"device: {name}; torch {torch.__version__}; SimCLR, {backbone}, batch {batch}, 32 px, "
           f"{n} images; (b) = {standard_name} and {loss_b_name}, {args.workers} DataLoader workers; "
           f"compile={'on' if args.compile else 'off'}")
-    print("| pipeline | images/s (median of rounds) | rounds |")
-    print("|---|---|---|")
-    for key, label in (("ours", "(a) ours: device-resident uint8, batched views on the device"),
-                       ("standard", f"(b) standard: {standard_name} in a DataLoader"),
-                       ("ceiling", "(c) ceiling: model + loss on views already on the device")):
-        print(f"| {label} | {best[key]:.0f} | {', '.join(f'{r:.0f}' for r in rates[key])} |")
+    print_table({"ours": "(a) ours: device-resident uint8, batched views on the device",
+                 "standard": f"(b) standard: {standard_name} in a DataLoader",
+                 "ceiling": "(c) ceiling: model + loss on views already on the device"}, rates, best)
     result = {"device": name, "backbone": backbone, "batch": batch, "images": n, "compile": args.compile,
               "standard": standard_name, "standard_loss": loss_b_name, "workers": args.workers, "torch": torch.__version__,
               "images_per_s": {k: round(v, 1) for k, v in best.items()},
