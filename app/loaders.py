@@ -8,7 +8,8 @@ rerun loads the new files instead of serving stale ones. Nothing here computes a
 embedding or a projection: a missing file is reported, never rebuilt.
 
 Arrays go through `st.cache_data` (a copy per reader, bounded by `max_entries`); the FAISS
-index and the trained model go through `st.cache_resource` (one shared object, not picklable).
+index, the trained model and the run's dataset and images go through `st.cache_resource` (one
+shared object: not picklable, or too large to copy on every rerun; pages only read them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
-from ssl_core.explore import ExploreData, Search, load_explore_data, load_search, run_images
+from ssl_core.data import ImageSet
+from ssl_core.explore import ExploreData, Search, load_explore_data, load_search, run_dataset, run_images
 from ssl_core.project import PCA_FILE, UMAP_FILE
 from ssl_core.runs import Run
 
@@ -47,12 +49,33 @@ def _embedding_files(run: Run) -> list[Path]:
 # A few runs at a time: a 50k-image run holds ~150 MB of 32 px images.
 @st.cache_data(max_entries=4, show_spinner="Loading the map…")
 def _explore_data(root: str, run_id: str, stamp: Fingerprint) -> ExploreData:
-    return load_explore_data(Run(Path(root) / run_id))
+    run = Run(Path(root) / run_id)
+    return load_explore_data(run, dataset(run))
 
 
-@st.cache_data(max_entries=2, show_spinner="Loading the run's images…")
+# A run's dataset is read (or regenerated) once for both its map data and its images.
+@st.cache_resource(max_entries=2, show_spinner="Loading the run's images…")
+def _dataset(root: str, run_id: str, stamp: Fingerprint) -> ImageSet:
+    return run_dataset(Run(Path(root) / run_id))
+
+
+def _dataset_stamp(run: Run) -> Fingerprint:
+    # Generated sets are regenerated from config.json, so the config's fingerprint is enough;
+    # imported runs store theirs (dataset/images.npy).
+    return fingerprint(run, run.config_path, run.path / "dataset" / "images.npy")
+
+
+def dataset(run: Run) -> ImageSet:
+    return _dataset(str(run.path.parent), run.id, _dataset_stamp(run))
+
+
+@st.cache_resource(max_entries=2)
 def _images(root: str, run_id: str, stamp: Fingerprint) -> np.ndarray:
-    return run_images(Run(Path(root) / run_id))
+    run = Run(Path(root) / run_id)
+    images = run_images(run, dataset(run))
+    if isinstance(images, np.ndarray):
+        images.flags.writeable = False  # one array for every session: nobody may draw on it
+    return images
 
 
 def explore_key(run: Run) -> tuple[str, str, Fingerprint]:
@@ -69,9 +92,8 @@ def explore_data(run: Run) -> ExploreData:
 
 
 def images(run: Run) -> np.ndarray:
-    """uint8 (N, H, W, 3), rows in map order. Generated sets are regenerated from config.json,
-    so the config's fingerprint is enough; imported runs store theirs (dataset/images.npy)."""
-    return _images(str(run.path.parent), run.id, fingerprint(run, run.config_path, run.path / "dataset" / "images.npy"))
+    """uint8 (N, H, W, 3), rows in map order (read-only: shared by every session)."""
+    return _images(str(run.path.parent), run.id, _dataset_stamp(run))
 
 
 # -- objects: st.cache_resource ---------------------------------------------------------------

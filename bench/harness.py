@@ -88,7 +88,8 @@ class SimCLRBench:
                 self.update(loss)
         return run
 
-    def on_views(self, views: Iterable[torch.Tensor] | torch.Tensor, loss: Callable[[torch.Tensor], torch.Tensor]) -> Pipeline:
+    def on_views(self, views: Iterable[torch.Tensor] | torch.Tensor,
+                 loss: Callable[[torch.Tensor], torch.Tensor]) -> Pipeline:
         """Training steps on views already made: an iterator of them, or one tensor every step."""
         def run(k: int) -> None:
             chunk = itertools.repeat(views, k) if isinstance(views, torch.Tensor) else itertools.islice(views, k)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ssl_core.runs import Run, atomic_write_json, now_iso, process_alive, process_start_time
+from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json, now_iso, process_alive, process_start_time
 
 # name -> "module:function"; order is the order `run_analyses` runs them in.
 ANALYSES: dict[str, str] = {
@@ -56,6 +56,14 @@ def analysis_function(name: str) -> Callable[..., dict[str, Any]]:
 
 def result_path(run: Run, name: str) -> Path:
     return run.analysis_dir / f"{name}.json"
+
+
+def store_result(run: Run, name: str, summary: dict[str, Any], **arrays: Any) -> None:
+    """Store analysis `name`: its arrays as <name>.npz when it has any, then its summary as
+    <name>.json, written last because its presence means the analysis is done."""
+    if arrays:
+        atomic_write_arrays(run.analysis_dir / f"{name}.npz", **arrays)
+    atomic_write_json(result_path(run, name), summary)
 
 
 def has_stored(run: Run, name: str) -> bool:

@@ -32,11 +32,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json
+from ssl_core.analysis import store_result
+from ssl_core.runs import Run
 
 NAME = "clusters"
-JSON_FILE = f"{NAME}.json"
-NPZ_FILE = f"{NAME}.npz"
 ALGORITHMS = ("kmeans", "hdbscan")
 COMMAND = "ssl-explorer analyze {run_id} --only clusters"
 
@@ -297,10 +296,9 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
         "seconds": seconds,
         "versions": {"faiss": faiss.__version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__},
     }
-    atomic_write_arrays(run.analysis_dir / NPZ_FILE, kmeans_labels=km_labels, kmeans_distance=km_distance,
-              kmeans_centroids=centroids, hdbscan_labels=hdb_labels, hdbscan_distance=hdb_distance,
-              labels=labels.astype(np.int64))
-    atomic_write_json(run.analysis_dir / JSON_FILE, summary)  # last: its presence means "done"
+    store_result(run, NAME, summary, kmeans_labels=km_labels, kmeans_distance=km_distance,
+                 kmeans_centroids=centroids, hdbscan_labels=hdb_labels, hdbscan_distance=hdb_distance,
+                 labels=labels.astype(np.int64))
     report(1.0, "clusters stored")
     return summary
 

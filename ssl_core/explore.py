@@ -20,6 +20,11 @@ from ssl_core.runs import Run
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # uploads larger than this are refused before decoding
 
 
+def label_name(class_names, label: int) -> str:
+    """The class name of a label index; "unlabelled" for -1 (or any index without a name)."""
+    return class_names[label] if 0 <= label < len(class_names) else "unlabelled"
+
+
 @dataclass
 class ExploreData:
     """One run's map and its metadata, rows in the order train then test."""
@@ -35,8 +40,7 @@ class ExploreData:
     map_kind: str = "umap"  # "pca" while the job is still computing the UMAP map
 
     def label_name(self, row: int) -> str:
-        label = int(self.labels[row])
-        return self.class_names[label] if 0 <= label < len(self.class_names) else "unlabelled"
+        return label_name(self.class_names, int(self.labels[row]))
 
     def label_counts(self, rows: np.ndarray | list[int]) -> list[tuple[str, int]]:
         """(label name, count) of the given rows, most frequent first."""
@@ -56,17 +60,26 @@ def run_dataset(run: Run):
     return stored if stored is not None else load_dataset(run.config.data)
 
 
-def run_images(run: Run) -> np.ndarray | ImageRows:
+def row_order(data) -> np.ndarray:
+    """Dataset positions in the order of the stored embeddings, map and index: train, then test."""
+    is_train = data.is_train.numpy()
+    return np.concatenate([np.flatnonzero(is_train), np.flatnonzero(~is_train)])
+
+
+def run_images(run: Run, data=None) -> np.ndarray | ImageRows:
     """The run's images as uint8 (N, H, W, 3), train then test: the rows of map and index. A
-    streamed folder gives `ImageRows`, which decodes the rows it is indexed with."""
-    data = run_dataset(run)
-    order = np.concatenate([np.flatnonzero(data.is_train.numpy()), np.flatnonzero(~data.is_train.numpy())])
+    streamed folder gives `ImageRows`, which decodes the rows it is indexed with. `data`: the
+    run's dataset when the caller has it already (see `run_dataset`)."""
+    data = data if data is not None else run_dataset(run)
+    order = row_order(data)
     if isinstance(data.images, FileImages):
         return ImageRows(data.images.subset(order))
+    if np.array_equal(order, np.arange(len(order))):  # already train then test: no copy
+        return data.images.numpy()
     return data.images.numpy()[order]
 
 
-def load_explore_data(run: Run) -> ExploreData:
+def load_explore_data(run: Run, data=None) -> ExploreData:
     from ssl_core.embed import load_all_embeddings
     from ssl_core.project import load_map
 
@@ -75,9 +88,8 @@ def load_explore_data(run: Run) -> ExploreData:
     if len(coords) != len(ids):
         raise ValueError(f"run {run.id}: the map has {len(coords)} points for {len(ids)} embeddings; "
                          f"run `ssl-explorer project {run.id}`")
-    data = run_dataset(run)
-    is_train = data.is_train.numpy()
-    order = np.concatenate([np.flatnonzero(is_train), np.flatnonzero(~is_train)])
+    data = data if data is not None else run_dataset(run)
+    order = row_order(data)
     if [data.ids[i] for i in order] != list(ids):
         raise ValueError(f"run {run.id}: the dataset no longer matches the stored embeddings "
                          "(was the folder changed?); run `ssl-explorer embed` again")

@@ -104,19 +104,17 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: li
     (the images selected on another map)."""
     import plotly.graph_objects as go
 
+    from ssl_core.explore import label_name
+
     labels = np.asarray(labels)
-
-    def name_of(label: int) -> str:
-        return names[label] if 0 <= label < len(names) else "unlabelled"
-
-    hover = np.array([f"{ids[r]}<br>{name_of(int(labels[r]))}" for r in range(len(ids))], dtype=object)
+    hover = np.array([f"{ids[r]}<br>{label_name(names, int(labels[r]))}" for r in range(len(ids))], dtype=object)
     size = 6 if len(ids) <= 2_000 else 4
     traces = []
     for i, label in enumerate(sorted(set(labels.tolist()), key=lambda v: (v < 0, v))):
         rows = np.flatnonzero(labels == label)
         traces.append(go.Scattergl(
-            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=name_of(int(label)), customdata=rows,
-            hovertext=hover[rows], hovertemplate="%{hovertext}<extra></extra>",
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=label_name(names, int(label)),
+            customdata=rows, hovertext=hover[rows], hovertemplate="%{hovertext}<extra></extra>",
             marker={"size": size, "opacity": 0.75, "color": PALETTE[i % len(PALETTE)]}))
     if highlight is not None and len(highlight):
         rows = np.asarray(highlight, dtype=np.int64)

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.runs import Run, atomic_write_json
+from ssl_core.analysis import store_result
+from ssl_core.runs import Run
 
 MODES = ("frozen", "last_block", "full")
 Progress = Callable[[float, str], None] | None
@@ -205,8 +206,7 @@ def finetune_run(run: Run, *, device: str = "cpu", progress: Progress = None,
                                                "train_rows": int((train.labels >= 0).sum()),
                                                "test_rows": int((test.labels >= 0).sum())},
                "seconds": round(sum(r["seconds"] for r in results), 2)}
-    run.analysis_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.analysis_dir / "finetune.json", summary)
+    store_result(run, "finetune", summary)
     report(1.0, "fine-tuning done")
     return summary
 

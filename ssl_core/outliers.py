@@ -25,12 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ssl_core.analysis import store_result
 from ssl_core.clusters import class_names_of, normalized, small_set_threads
-from ssl_core.runs import Run, atomic_write_arrays, atomic_write_json
+from ssl_core.runs import Run
 
 NAME = "outliers"
-JSON_FILE = f"{NAME}.json"
-NPZ_FILE = f"{NAME}.npz"
 RANGE_SEARCH_RESULTS = 1 << 22  # query rows per range search: at most ~4M (row, row) results at once
 
 Progress = Callable[[float, str], None] | None
@@ -153,9 +152,8 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
         "seconds": seconds,
         "versions": {"faiss": faiss.__version__, "numpy": np.__version__},
     }
-    atomic_write_arrays(run.analysis_dir / NPZ_FILE, score=score, rank=rank.astype(np.int64),
-              pairs=pairs.astype(np.int64).reshape(-1, 2), pair_similarity=similarity.astype(np.float32))
-    atomic_write_json(run.analysis_dir / JSON_FILE, summary)  # last: its presence means "done"
+    store_result(run, NAME, summary, score=score, rank=rank.astype(np.int64),
+                 pairs=pairs.astype(np.int64).reshape(-1, 2), pair_similarity=similarity.astype(np.float32))
     report(1.0, "outliers stored")
     return summary
 

@@ -26,7 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ssl_core.runs import Run, atomic_write_json
+from ssl_core.analysis import store_result
+from ssl_core.runs import Run
 
 Progress = Callable[[float, str], None] | None
 
@@ -163,8 +164,7 @@ def layer_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None,
                      "max_train_rows": max_train, "test_rows": int(len(test)), "seed": seed},
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    run.analysis_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.analysis_dir / "layers.json", summary)
+    store_result(run, "layers", summary)
     _report(progress, 1.0, "layer-wise probe done")
     return summary
 
@@ -294,7 +294,6 @@ def factor_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None
             entry["note"] = note
         summary["factors"].append(entry)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    run.analysis_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run.analysis_dir / "factors.json", summary)
+    store_result(run, "factors", summary)
     _report(progress, 1.0, "factor probe done")
     return summary

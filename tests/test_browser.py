@@ -154,8 +154,9 @@ def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, t
                                     args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/compare?runs={','.join(COMPARED)}")
+        # Wait for both matrices, not the first: Streamlit draws the page's charts one after another.
         page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl') && p.points > 0)"
-                               f".length === 2 && ({PLOTS})().some(p => p.types.includes('heatmap'))",
+                               f".length === 2 && ({PLOTS})().filter(p => p.types.includes('heatmap')).length >= 2",
                                timeout=120_000)
         plots = page.evaluate(PLOTS)
         maps = [p for p in plots if "scattergl" in p["types"]]

@@ -14,9 +14,8 @@ import torch
 from ssl_core.encoders import load_run_encoder
 from ssl_core.explore import run_dataset
 from ssl_core.finetune import FinetuneSettings, chance_level, finetune_mode, finetune_run
-from ssl_core.pipeline import run_all
-from ssl_core.runs import Run, RunStore
-from tiny_runs import tiny_config
+from ssl_core.runs import Run
+from tiny_runs import trained_run
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 TINY = FinetuneSettings(epochs=1, batch_size=32, warmup_steps=1)
@@ -29,10 +28,7 @@ def _threads():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Run:
-    store = RunStore(tmp_path_factory.mktemp("finetune") / "runs")
-    run = store.create(tiny_config("simclr", train_size=96, test_size=48, epochs=1))
-    run_all(run, skip=["project", "index"], progress=False, log=lambda message: None)
-    return run
+    return trained_run(tmp_path_factory.mktemp("finetune") / "runs", "simclr", train_size=96, test_size=48)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

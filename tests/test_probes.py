@@ -15,11 +15,10 @@ from ssl_core.embed import load_embeddings
 from ssl_core.encoders import load_run_encoder
 from ssl_core.explore import run_dataset
 from ssl_core.methods import build_method
-from ssl_core.pipeline import run_all
 from ssl_core.probes import (ASYMMETRIC_SHAPES, _aligned_factors, factor_probe_run, layer_features,
                              layer_probe_run, probe_factor, probe_layers)
 from ssl_core.runs import Run
-from tiny_runs import embedded_run, tiny_config
+from tiny_runs import embedded_run, tiny_config, trained_run
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 EXPECTED_LAYERS = {"convnet": ["block1", "block2", "block3", "block4"],
@@ -63,12 +62,7 @@ def test_layer_features_through_a_method_give_one_array_per_layer(backbone):
 
 @pytest.fixture(scope="module")
 def tiny_trained(tmp_path_factory) -> Run:
-    from ssl_core.runs import RunStore
-
-    store = RunStore(tmp_path_factory.mktemp("probes") / "runs")
-    run = store.create(tiny_config("supervised", train_size=120, test_size=60, epochs=1))
-    run_all(run, skip=["project", "index"], progress=False, log=lambda message: None)
-    return run
+    return trained_run(tmp_path_factory.mktemp("probes") / "runs", "supervised", train_size=120, test_size=60)
 
 
 def test_layer_probe_run_stores_one_score_per_layer(tiny_trained):

@@ -18,6 +18,16 @@ def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int 
     )
 
 
+def trained_run(root, method: str, *, train_size: int, test_size: int, epochs: int = 1):
+    """A tiny run of `method`, trained, embedded and scored (no map, no index) in a RunStore at root."""
+    from ssl_core.pipeline import run_all
+    from ssl_core.runs import RunStore
+
+    run = RunStore(root).create(tiny_config(method, train_size=train_size, test_size=test_size, epochs=epochs))
+    run_all(run, skip=["project", "index"], progress=False, log=lambda message: None)
+    return run
+
+
 def embedded_run(store, *, train_size: int = 300, test_size: int = 100, dim: int = 32, classes: int = 10,
                  seed: int = 0, config: RunConfig | None = None):
     """A run holding synthetic embeddings (class clusters on the sphere) as `embed_run` stores

@@ -72,12 +72,8 @@ def show_maps(run: Run, maps: AttentionMaps, index: int, where: str, threshold: 
 
 store = RunStore()
 st.title("Attention")
-run = pick_run(store, "attention", prefer=lambda s: s.status == "finished" and why_no_maps(store.get(s.id)) is None)
+run = pick_run(store, "attention", blocker=why_no_maps)
 if run is None:
-    st.stop()
-problem = why_no_maps(run)
-if problem:
-    st.warning(problem)
     st.stop()
 
 others = {s.id: describe(s, store.get(s.id)) for s in reversed(store.list())

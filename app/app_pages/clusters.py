@@ -10,7 +10,7 @@ import streamlit as st
 import loaders
 from ssl_core import jobs
 from ssl_core.clusters import has_clusters
-from ssl_core.explore import missing_steps
+from ssl_core.explore import label_name, missing_steps
 from ssl_core.outliers import has_outliers, pairs_above
 from ssl_core.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
@@ -24,8 +24,7 @@ HAS_RESULT = {"clusters": has_clusters, "outliers": has_outliers}
 
 def caption(summary: dict, labels, row: int, row_id: str, value: str) -> str:
     """'id · value · label' under one of a cluster's images."""
-    names, label = summary.get("class_names") or [], int(labels[row])
-    return " · ".join([row_id, value, names[label] if 0 <= label < len(names) else "unlabelled"])
+    return " · ".join([row_id, value, label_name(summary.get("class_names") or [], int(labels[row]))])
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -54,15 +53,17 @@ def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
         wait_for(run, name)
 
 
+def no_embeddings(run: Run) -> str | None:
+    if "embed" in missing_steps(run):
+        return (f"Run {run.id} has no embeddings yet, so nothing to cluster: its training job embeds them "
+                f"when it finishes, or run `ssl-explorer embed {run.id}`.")
+    return None
+
+
 store = RunStore()
 st.title("Clusters")
-run = pick_run(store, "clusters", prefer=lambda s: s.status == "finished"
-               and "embed" not in missing_steps(store.get(s.id)))
+run = pick_run(store, "clusters", blocker=no_embeddings)
 if run is None:
-    st.stop()
-if "embed" in missing_steps(run):
-    st.warning(f"Run {run.id} has no embeddings yet, so nothing to cluster: its training job embeds them "
-               f"when it finishes, or run `ssl-explorer embed {run.id}`.")
     st.stop()
 if st.session_state.get("clusters_for_run") != run.id:  # a new run starts on its largest cluster
     st.session_state["clusters_for_run"] = run.id

@@ -18,7 +18,7 @@ import loaders
 from ssl_core.analysis import read_result
 from ssl_core.compare import (DIRECTION_NOTES, best_of, per_class_accuracy, run_scores, score_rows,
                               training_curve)
-from ssl_core.explore import missing_steps
+from ssl_core.explore import label_name, missing_steps
 from ssl_core.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv
 from ssl_core.project import PCA_FILE, UMAP_FILE
 from ssl_core.runs import Run, RunStore, get_display_name, validate_run_id
@@ -158,13 +158,9 @@ if selection:
     rows = selection["rows"]
     st.markdown(f"**Selection: {len(rows)} images** on the map of {runs[selection['source']].id}, ringed on the others")
     images = loaders.images(runs[0])
-
-    def name_of(row: int) -> str:
-        label = int(labels[row])
-        return class_names[label] if 0 <= label < len(class_names) else "unlabelled"
-
     shown = rows[:MAX_SHOWN]
-    image_grid(images[shown], [f"{ids[r]} · {name_of(r)}" for r in shown], columns=MAX_SHOWN // 2)
+    image_grid(images[shown], [f"{ids[r]} · {label_name(class_names, int(labels[r]))}" for r in shown],
+               columns=MAX_SHOWN // 2)
     if len(rows) > MAX_SHOWN:
         st.caption(f"showing the first {MAX_SHOWN} of {len(rows)}")
 

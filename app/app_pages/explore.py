@@ -76,12 +76,8 @@ def on_map_select() -> None:
 store = RunStore()
 st.title("Explore")
 run = pick_run(store, "explore", prefer=lambda s: s.status == "finished"
-               and not {"embed", "project"} & set(missing_steps(store.get(s.id))))
+               and not {"embed", "project"} & set(missing_steps(store.get(s.id))), blocker=why_not_explorable)
 if run is None:
-    st.stop()
-blocker = why_not_explorable(run)
-if blocker:
-    st.warning(blocker)
     st.stop()
 try:
     data = loaders.explore_data(run)

@@ -54,10 +54,17 @@ def _adopt_query_param(store: RunStore, summaries: dict[str, RunSummary]) -> boo
 
 
 def pick_run(store: RunStore, page: str, label: str = "Run",
-             prefer: Callable[[RunSummary], bool] | None = None) -> Run | None:
+             prefer: Callable[[RunSummary], bool] | None = None,
+             blocker: Callable[[Run], str | None] | None = None) -> Run | None:
     """A menu of the readable runs (newest first) that starts on the selected run, or when none
     is selected on the newest run that `prefer` accepts; returns the chosen run, or None. `page`
-    prefixes the menu's session-state key."""
+    prefixes the menu's session-state key.
+
+    `blocker` says what keeps a run from this page (None: nothing). A blocked choice shows that
+    reason as a warning and returns None; without `prefer`, the page starts on the newest
+    finished run that nothing blocks."""
+    if prefer is None and blocker is not None:
+        prefer = lambda s: s.status == "finished" and blocker(store.get(s.id)) is None  # noqa: E731
     summaries = {s.id: s for s in store.list()}
     link_ok = _adopt_query_param(store, summaries)
     readable = [s for s in reversed(summaries.values()) if not s.broken]
@@ -92,4 +99,9 @@ def pick_run(store: RunStore, page: str, label: str = "Run",
         return None
     if st.query_params.get(QUERY_PARAM) != choice:
         st.query_params[QUERY_PARAM] = choice  # keep the address a link to what is shown
-    return store.get(choice)
+    run = store.get(choice)
+    problem = blocker(run) if blocker is not None else None
+    if problem:
+        st.warning(problem)
+        return None
+    return run
