@@ -187,7 +187,14 @@ def run_analyses(run: Run, names: list[str] | None = None, *, recompute: bool = 
     """Run the analyses in `names` (default: all that apply) that are not stored yet, or all of
     them with `recompute`; returns {"run_id", "ran", "skipped", "not_applicable", "seconds",
     "results": {name: summary}}. On a failure job.json says which analysis failed and why, the
-    results stored before it stay, and the error is raised again (ValueError) for the caller."""
+    results stored before it stay, and the error is raised again (ValueError) for the caller.
+    Holds the run's lock (RunBusy when another process trains or post-processes the run)."""
+    with run.lock("analyze"):
+        return _run_analyses(run, names, recompute=recompute, device=device, progress=progress)
+
+
+def _run_analyses(run: Run, names: list[str] | None, *, recompute: bool, device: str,
+                  progress: Progress | None) -> dict[str, Any]:
     from ssl_core.train import resolve_device
 
     state = missing_analyses(run, names)

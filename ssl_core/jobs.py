@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ssl_core.config import RunConfig
-from ssl_core.runs import Run, RunStore, process_alive
+from ssl_core.runs import Run, RunBusy, RunStore, process_alive
 
 
 def _spawn(store: RunStore, run: Run, skip: tuple[str, ...] = ()) -> int:
@@ -45,11 +45,8 @@ def start(store: RunStore, config: RunConfig, *, skip: tuple[str, ...] = ()) -> 
 def resume(store: RunStore, run_id: str, *, skip: tuple[str, ...] = ()) -> Run:
     """Continue an interrupted or failed run from its last checkpoint, in the background."""
     run = store.get(run_id)
-    status = run.read_status()
-    if status["status"] in ("running", "queued") and _alive(status):
-        raise ValueError(f"run {run_id} is already {status['status']}")
-    if status["status"] == "finished":
-        raise ValueError(f"run {run_id} has finished; there is nothing to resume")
+    _refuse_if_busy(run, "resume")
+    run.check_resumable()  # the job checks both again under the run's lock
     _spawn(store, run, skip)
     return run
 
@@ -62,6 +59,15 @@ def cancel(store: RunStore, run_id: str) -> bool:
         return False
     os.kill(status["pid"], signal.SIGTERM)
     return True
+
+
+def _refuse_if_busy(run: Run, purpose: str) -> None:
+    """RunBusy when another process holds the run's lock: said here, at the click, rather than
+    in the log of a job that could not start."""
+    holder = run.lock_holder()
+    if holder is not None:
+        raise RunBusy(f"cannot {purpose} run {run.id}: process {holder.get('pid')} is using it "
+                      f"({holder.get('purpose', '?')} since {holder.get('since', '?')}); wait for it to end")
 
 
 def _alive(status: dict) -> bool:
@@ -77,6 +83,7 @@ def start_analysis(store: RunStore, run_id: str, names: list[str] | None = None,
     from ssl_core.runs import atomic_write_json
 
     run = store.get(run_id)
+    _refuse_if_busy(run, "analyse")
     args = [sys.executable, "-m", "ssl_core.cli", "analyze", run.id, "--runs-dir", str(store.root),
             "--device", device, "--no-progress"]
     if names:

@@ -26,10 +26,20 @@ def _step_functions() -> dict[str, Callable[..., Any]]:
 
 def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str = "auto",
                    progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the named post-training steps in order; status failed (with the step) on an error."""
+    """Run the named post-training steps in order, holding the run's lock (RunBusy when another
+    process trains or post-processes it)."""
+    steps = list(steps)
+    with run.lock("+".join(steps) or "post-process"):
+        return _post_steps(run, steps, device=device, progress=progress, log=log)
+
+
+def _post_steps(run: Run, steps: list[str], *, device: str, progress: bool,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """Run the named post-training steps in order; status failed (with the step) on an error,
+    except on a run that had finished before: it stays finished with the error as a note
+    (`Run.set_failed`), so a failed re-embed does not hide the results it left intact."""
     from ssl_core.train import resolve_device
 
-    steps = list(steps)
     unknown = [s for s in steps if s not in POST_STEPS]
     if unknown:
         raise ValueError(f"unknown step(s) {unknown}; steps: {', '.join(POST_STEPS)}")
@@ -49,10 +59,10 @@ def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str =
                 results[step] = functions[step](run, device=resolve_device(device), progress=progress)
             else:
                 results[step] = functions[step](run)
-        except Exception as e:
-            run.set_status("failed", stage=step, **kept,
-                           error=f"{step} failed: {type(e).__name__}: {e}; "
-                                 f"run `ssl-explorer {step} {run.id}` to try again")
+        except BaseException as e:  # a Ctrl-C too: the status must not stay "running"
+            why = "was stopped" if isinstance(e, KeyboardInterrupt) else f"failed: {type(e).__name__}: {e}"
+            run.set_failed(previous, f"{step} {why}; run `ssl-explorer {step} {run.id}` to try again",
+                           stage=step, **kept)
             raise
         log(f"{step}: {results[step]}")
     run.set_status("finished", stage="done", **kept)
@@ -61,18 +71,27 @@ def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str =
 
 def run_all(run: Run, *, resume: bool = False, skip: Iterable[str] = (), progress: bool = True,
             log: Callable[[str], None] = print) -> Run:
-    """Train `run` (or resume it), then run every post-training step not in `skip`."""
+    """Train `run` (or resume it), then run every post-training step not in `skip`, holding the
+    run's lock throughout (RunBusy at once when another process has the run)."""
+    with run.lock("train"):
+        return _train_then_post_steps(run, resume=resume, skip=skip, progress=progress, log=log)
+
+
+def _train_then_post_steps(run: Run, *, resume: bool, skip: Iterable[str], progress: bool,
+                           log: Callable[[str], None]) -> Run:
     from ssl_core.encoders import check_trainable
     from ssl_core.train import TrainingFailed, TrainingInterrupted, train
 
     check_trainable(run)  # before its status changes: an imported run stays as it is
+    if resume:
+        run.check_resumable()  # under the lock: nobody else can start it between check and train
     try:
         train(run, resume=resume, progress=progress)
     except (TrainingFailed, TrainingInterrupted):
         raise
     except Exception as e:
         status = run.read_status()
-        if status["status"] not in ("failed", "interrupted"):
+        if status["status"] not in ("failed", "interrupted", "finished"):  # finished: train kept it so
             run.set_status("failed", stage="train", error=f"{type(e).__name__}: {e}")
         raise
     steps = [s for s in POST_STEPS if s not in set(skip)]
