@@ -102,14 +102,10 @@ def _parse_vector(value: Any) -> np.ndarray:
 def read_embeddings(path: str | Path, column: str | None = None) -> tuple[np.ndarray, list[str] | None, Any]:
     """An embeddings file -> (vectors float32 (N, D), ids or None, the table's other columns or None)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise InvalidImport(f"embeddings file {path} does not exist")
+    _check_regular(path, "embeddings file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise InvalidImport(f"{path} is not a plain numeric .npy array ({e})") from None
+        array = _load_npy(path)
         if array.ndim != 2 or array.shape[1] == 0:
             raise InvalidImport(f"{path} has shape {array.shape}; embeddings must be (N, D): one row of D "
                                 "numbers per image")
@@ -149,6 +145,34 @@ def read_embeddings(path: str | Path, column: str | None = None) -> tuple[np.nda
     return np.stack(rows).astype(np.float32), ids, extra
 
 
+def _check_regular(path: Path, what: str) -> None:
+    """InvalidImport unless `path` is a regular file; a FIFO or device is refused unopened."""
+    from ssl_core.data.decode import not_regular
+
+    if not path.exists():
+        raise InvalidImport(f"{what} {path} does not exist")
+    if why := not_regular(path):
+        raise InvalidImport(f"{what} {path} is {why}")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """The one array of a .npy file; InvalidImport names the file and what it holds instead."""
+    try:
+        loaded = np.load(path, allow_pickle=False)  # never unpickle: a file from elsewhere is data, not code
+    except (ValueError, EOFError) as e:
+        what = ("pickled Python objects, or bytes that are no .npy array at all" if "pickle" in str(e)
+                else "nothing" if isinstance(e, EOFError) else f"an incomplete array ({e})")
+        raise InvalidImport(f"{path} is not a plain numeric .npy array: it holds {what}; save the embeddings "
+                            "with np.save(path, array) of an (N, D) float array") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:  # np.load opens any zip file as an .npz archive, whatever its name
+        names = list(loaded.files)
+    raise InvalidImport(f"{path} is an .npz archive of {len(names)} arrays ({_some(names) or 'none'}), not one "
+                        f".npy array; save the embeddings alone with np.save, e.g. np.save('embeddings.npy', "
+                        f"np.load('{path.name}')['{names[0] if names else 'NAME'}'])")
+
+
 # -- reading images ---------------------------------------------------------------------------
 @dataclass
 class ImageSource:
@@ -158,6 +182,7 @@ class ImageSource:
     names: list[str]
     kind: str  # "folder" | "parquet"
     blobs: list[bytes] | None = None
+    skipped: list[str] = field(default_factory=list)  # image names that are no regular file (FIFOs ...)
 
     def source(self, i: int):
         return io.BytesIO(self.blobs[i]) if self.blobs is not None else self.path / self.names[i]
@@ -172,14 +197,19 @@ def _image_bytes(value: Any) -> bytes | None:
 
 
 def read_images(path: str | Path, column: str | None = None) -> ImageSource:
+    from ssl_core.data.decode import not_regular
+
     path = Path(path).expanduser()
     if path.is_dir():
-        names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        found = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                       if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        # A FIFO, socket or device is never opened (a FIFO's open waits for a writer forever).
+        odd = {name: why for name in found if (why := not_regular(path / name))}
+        names = [name for name in found if name not in odd]
         if not names:
             raise InvalidImport(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-        return ImageSource(path, names, "folder")
+        return ImageSource(path, names, "folder", skipped=[f"{name} ({why})" for name, why in odd.items()])
     if path.is_file() and path.suffix.lower() == ".parquet":
         frame = _read_table(path)
         if column is None:
@@ -388,6 +418,9 @@ def import_embeddings(store: RunStore, *, images: str | Path, embeddings: str | 
     if ids is not None and (dup := _duplicates(ids)):
         raise InvalidImport(f"{embeddings_path}: duplicate ids {_some(dup)}; each image needs one row")
     source = read_images(images_path, image_column)
+    if source.skipped:
+        done.warnings.append(f"{len(source.skipped):,} entries of {images_path} are left out: "
+                             + _some(source.skipped, 5))
     positions, row_ids = _match_images(vectors, ids, source, match, embeddings_path.name, done)
     if len(vectors) < 5:
         raise InvalidImport(f"{embeddings_path.name} has {len(vectors)} rows; a map needs at least 5 images")
@@ -481,8 +514,7 @@ def read_metadata(labels: str | Path | None, extra, embeddings_path: Path, row_i
         frames.append((extra, embeddings_path, np.arange(n)))
     if labels is not None:
         labels_path = Path(labels).expanduser()
-        if not labels_path.is_file():
-            raise InvalidImport(f"labels file {labels_path} does not exist")
+        _check_regular(labels_path, "labels file")
         table = _read_table(labels_path)
         id_column = _id_column(table)
         if id_column:

@@ -49,6 +49,16 @@ class TrainingFailed(RuntimeError):
     """Training stopped on an error that the run's status.json now explains."""
 
 
+class CorruptCheckpoint(ValueError):
+    """checkpoint.pt cannot be used: truncated, garbage, empty, or not this run's state. Training
+    keeps the last good one (writes are atomic), so this means a copy or a disk went wrong."""
+
+
+def corrupt_checkpoint(run: Run, why: str) -> CorruptCheckpoint:
+    return CorruptCheckpoint(f"run {run.id}: checkpoint.pt is corrupt or incomplete ({why}); retrain, or "
+                             "restore an earlier copy")
+
+
 class TrainingInterrupted(RuntimeError):
     """Training stopped on request (signal or stop event); a checkpoint was written."""
 
@@ -219,20 +229,61 @@ def train_digest(data: ImageSet) -> str:
     return hashlib.sha256("\n".join(data.train.ids).encode()).hexdigest()[:16]
 
 
-def load_checkpoint(run: Run, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    if not run.checkpoint_path.exists():
+# What every checkpoint holds (see save_checkpoint); resuming needs all of them.
+CHECKPOINT_KEYS = ("method", "optimizer", "scheduler", "step", "total_steps", "num_classes", "rng_cpu", "rng_cuda")
+
+
+def load_checkpoint(run: Run, map_location: str | torch.device = "cpu",
+                    keys: tuple[str, ...] = CHECKPOINT_KEYS) -> dict[str, Any]:
+    """checkpoint.pt as saved; CorruptCheckpoint when it cannot be read or lacks one of `keys`.
+    An OSError (no permission, say) is not corruption and passes through."""
+    path = run.checkpoint_path
+    if not path.exists():
         raise FileNotFoundError(f"run {run.id} has no checkpoint.pt yet (training never reached one)")
-    # weights_only: a checkpoint is data, never code, even when someone else made the run folder.
-    return torch.load(run.checkpoint_path, map_location=map_location, weights_only=True)
+    try:
+        # weights_only: a checkpoint is data, never code, even when someone else made the run folder.
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001  torch raises EOFError, RuntimeError, UnpicklingError, KeyError ...
+        raise corrupt_checkpoint(run, _unreadable(path, e)) from None
+    missing = [key for key in keys if key not in state] if isinstance(state, dict) else None
+    if missing is None or missing:
+        what = f"no {', '.join(missing)}" if missing else f"a {type(state).__name__}, not a dict"
+        raise corrupt_checkpoint(run, f"it holds {what}")
+    return state
+
+
+def _unreadable(path, error: Exception) -> str:
+    """Why torch.load failed, in a few words; torch's own advice to pass weights_only=False
+    (running whatever code the file holds) is left out."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    first = str(error).split(". ")[0].strip()
+    told = "" if not first or "weights" in first.lower() else f": {first}"
+    return f"torch.load cannot read its {size:,} bytes, {type(error).__name__}{told}"
+
+
+def load_state(run: Run, target: Any, state: Any) -> None:
+    """`target.load_state_dict(state)` (a method, optimizer or scheduler); CorruptCheckpoint when
+    the saved state does not fit it (a config.json edited since, or another run's checkpoint)."""
+    try:
+        target.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        lines = [line.strip() for line in str(e).strip().splitlines()]
+        detail = " ".join(lines[1:3] or lines)
+        detail = detail if len(detail) <= 240 else detail[:240].rsplit(" ", 1)[0] + " ..."
+        raise corrupt_checkpoint(run, f"its {type(target).__name__} state does not fit this run: {detail}") from None
 
 
 def load_method(run: Run, device: torch.device | str = "cpu") -> Method:
     """The run's trained method (encoder included), rebuilt from config.json and the checkpoint."""
     config = run.config
-    state = load_checkpoint(run, device)
+    state = load_checkpoint(run, device, keys=("method", "num_classes"))
     method = build_method(config.method, config.backbone.name, resolution=config.data.resolution,
                           num_classes=state["num_classes"])
-    method.load_state_dict(state["method"])
+    load_state(run, method, state["method"])
     return method.to(device).eval()
 
 
@@ -255,23 +306,60 @@ def save_checkpoint(run: Run, method: Method, optimizer, scheduler, step: int, t
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set `stop`, so the loop ends after the current step with a checkpoint."""
+def _on_signals(handler: Callable) -> Iterator[None]:
+    """SIGINT and SIGTERM call `handler` inside the `with` block (in the main thread: only it
+    can set handlers; elsewhere, as in the app's threads, the signals stay as they are)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, handler)
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def interrupt_on_signals():
+    """SIGINT/SIGTERM raise KeyboardInterrupt at once: for stages with nothing to save (loading)."""
+    return _on_signals(signal.default_int_handler)
+
+
+def stop_on_signals(stop: threading.Event):
+    """The first SIGINT/SIGTERM sets `stop`, so the loop ends after the current step with a
+    checkpoint; a second one raises KeyboardInterrupt at once, for a step that takes too long
+    (or never ends: a file that hangs) and a user who does not want to wait."""
+    def first(signum, frame) -> None:
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.default_int_handler)
+
+    return _on_signals(first)
+
+
+def knn_unavailable(data: ImageSet, config: RunConfig) -> str | None:
+    """Why `knn_check` cannot score this run, or None when it can. A folder of unlabelled images
+    (labels -1) is what self-supervised training is for: the check is skipped with this reason
+    (a `knn_skipped` line in metrics.jsonl), never an error that ends the run."""
+    tc = config.train
+    if tc.knn_max_bank < 1 or tc.knn_max_queries < 1:
+        return (f"no kNN check: knn_max_bank ({tc.knn_max_bank}) and knn_max_queries "
+                f"({tc.knn_max_queries}) must both be at least 1")
+    bank_labelled = bool((data.train.labels[: tc.knn_max_bank] >= 0).any())
+    queries_labelled = bool((data.test.labels[: tc.knn_max_queries] >= 0).any())
+    if not (bank_labelled and queries_labelled):
+        where = ("train and test images" if not (bank_labelled or queries_labelled)
+                 else "train images" if not bank_labelled else "test images")
+        return (f"no labels: dataset '{config.data.dataset}' has no labelled {where} to score a kNN "
+                "check against; eval.json gives label-free scores (effective rank, uniformity) instead")
+    return None
 
 
 def knn_check(method: Method, data: ImageSet, config: RunConfig, device: torch.device) -> float:
-    """Weighted kNN top-1 (k=20) of held-out images against a sample of the train split."""
+    """Weighted kNN top-1 (k=20) of held-out images against a sample of the train split
+    (see `knn_unavailable` for when it cannot run)."""
     train, test = data.train, data.test
     bank = embed_images(method, head(train.images, config.train.knn_max_bank), device=device)
     queries = embed_images(method, head(test.images, config.train.knn_max_queries), device=device)
@@ -288,30 +376,53 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     device = resolve_device(tc.device)
     stop = stop or threading.Event()
 
+    saved_step: list[int | None] = [None]  # the step of the newest checkpoint, once there is one
+
     def set_status(*args, **kwargs) -> None:
         if ctx.is_main:
+            # Where a resume would continue: after a kill -9 the list shows this, not the last
+            # step logged, which may be up to checkpoint_min_seconds of steps later.
+            if saved_step[0] is not None:
+                kwargs.setdefault("checkpoint_step", saved_step[0])
             run.set_status(*args, **kwargs)
+
+    # The status before a resume: a run that had finished stays finished if resuming it fails.
+    try:
+        before = run.read_status() if resume and ctx.is_main else None
+    except (OSError, ValueError):  # unreadable: training writes a fresh one
+        before = None
+
+    def fail(stage: str, error: str) -> None:
+        if ctx.is_main:
+            run.set_failed(before, error, stage=stage)
 
     set_status("running", stage="load")
     try:
-        # Under torchrun rank 0 loads first: checking a streamed folder decodes every file once,
-        # and the other ranks then find its verdicts remembered instead of decoding them again.
-        if ctx.active and not ctx.is_main:
-            distributed.barrier()
-        data = load_dataset(config.data)
-        if ctx.active and ctx.is_main:
-            distributed.barrier()
-        if len(data.test) == 0:
-            raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
-        if METHODS.get(config.method["name"]).uses_labels and bool((data.train.labels < 0).any()):
-            raise ValueError(f"method '{config.method['name']}' needs labels, but dataset "
-                             f"'{config.data.dataset}' has unlabelled images")
-        if tc.batch_size % ctx.world_size:
-            raise ValueError(f"batch size {tc.batch_size} does not split over {ctx.world_size} processes; "
-                             f"pick a multiple of {ctx.world_size}")
-        method = build_for_run(config, data, device)
+        # Nothing is trained yet, so nothing can be lost: a signal while loading stops at once.
+        with interrupt_on_signals():
+            # Under torchrun rank 0 loads first: checking a streamed folder decodes every file once,
+            # and the other ranks then find its verdicts remembered instead of decoding them again.
+            if ctx.active and not ctx.is_main:
+                distributed.barrier()
+            data = load_dataset(config.data)
+            if ctx.active and ctx.is_main:
+                distributed.barrier()
+            if len(data.test) == 0:
+                raise ValueError(f"dataset '{config.data.dataset}' has no test images to evaluate on")
+            if METHODS.get(config.method["name"]).uses_labels and bool((data.train.labels < 0).any()):
+                raise ValueError(f"method '{config.method['name']}' needs labels, but dataset "
+                                 f"'{config.data.dataset}' has unlabelled images")
+            if tc.batch_size % ctx.world_size:
+                raise ValueError(f"batch size {tc.batch_size} does not split over {ctx.world_size} processes; "
+                                 f"pick a multiple of {ctx.world_size}")
+            method = build_for_run(config, data, device)
+    except KeyboardInterrupt:
+        where = "its last checkpoint" if run.checkpoint_path.exists() else "the first step"
+        set_status("interrupted", stage="load", error=f"stopped while loading, before any step; resume starts "
+                                                      f"from {where}")
+        raise TrainingInterrupted(run.id, f"run {run.id} stopped while loading its data") from None
     except Exception as e:
-        set_status("failed", stage="load", error=f"{type(e).__name__}: {e}")
+        fail("load", f"{type(e).__name__}: {e}")
         raise
     train_data = train_images(data, device)
     n = len(train_data)
@@ -327,18 +438,23 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     start = 0
     data_digest = train_digest(data)
     if resume and run.checkpoint_path.exists():
-        state = load_checkpoint(run, device)
+        try:
+            state = load_checkpoint(run, device)
+            load_state(run, method, state["method"])
+            load_state(run, optimizer, state["optimizer"])
+            load_state(run, scheduler, state["scheduler"])
+        except CorruptCheckpoint as e:
+            fail("load", str(e))
+            raise
         saved_digest = state.get("data_digest")
         if saved_digest is not None and saved_digest != data_digest:
             message = (f"the train images differ from those of the checkpoint ({n} now): the dataset "
                        f"'{config.data.dataset}' changed since, so resuming would train on other images; "
                        "restore it as it was, or start a new run")
-            set_status("failed", stage="load", error=message)
+            fail("load", message)
             raise TrainingFailed(message)
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
+        saved_step[0] = start
         # Each step reseeds from (seed, step); restoring the generators keeps anything drawn
         # outside a step (a method's own schedule, say) on the same sequence too.
         torch.set_rng_state(state["rng_cpu"])
@@ -346,6 +462,9 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         if ctx.is_main:
             run.truncate_metrics(after_step=start)
+    knn_skipped = knn_unavailable(data, config)  # why no kNN check can run (no labels), or None
+    # Said once per run: a resumed run whose metrics already hold the reason does not repeat it.
+    knn_noted = knn_skipped is None or not ctx.is_main or any("knn_skipped" in m for m in run.read_metrics())
     if device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
     step_module: nn.Module = TrainingStep(method)
@@ -373,12 +492,16 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
 
     def checkpoint() -> None:
         save_checkpoint(run, method, optimizer, scheduler, step, total_steps, data.num_classes, data_digest)
+        saved_step[0] = step
+        set_status("running", stage="train", total_steps=total_steps, device=str(device), data=data_note,
+                   **({"processes": ctx.world_size} if ctx.active else {}))
 
     def check_finite() -> None:
         bad = int(first_bad)
         if distributed.any_rank(bad >= 0, device):
             where = f"at step {bad} (epoch {bad // steps_per_epoch})" if bad >= 0 else "on another process"
-            raise TrainingFailed(f"loss became NaN or infinite {where}; try a lower learning rate (--lr)")
+            raise TrainingFailed(f"loss became NaN or infinite {where}; start a new run with a learning rate "
+                                 f"below this one's {tc.lr:g} (--lr)")
     try:
         with stop_on_signals(stop):
             method.train()
@@ -422,14 +545,20 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                     last_log, images_seen = now, 0
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                 if step % steps_per_epoch == 0 and tc.knn_every and (step // steps_per_epoch) % tc.knn_every == 0:
-                    try:
-                        knn = knn_check(method, data, config, device)
-                    except UnreadableImage:
-                        if record:  # the step itself is done: keep its line
-                            run.append_metrics(record)
-                        raise
-                    record = {"step": step, "epoch": step / steps_per_epoch, **record, "knn_top1": knn}
-                    method.train()
+                    if knn_skipped is not None:
+                        if not knn_noted:  # said once, where the first check would have stood
+                            record = {"step": step, "epoch": step / steps_per_epoch, **record,
+                                      "knn_skipped": knn_skipped}
+                            knn_noted = True
+                    else:
+                        try:
+                            knn = knn_check(method, data, config, device)
+                        except UnreadableImage:
+                            if record:  # the step itself is done: keep its line
+                                run.append_metrics(record)
+                            raise
+                        record = {"step": step, "epoch": step / steps_per_epoch, **record, "knn_top1": knn}
+                        method.train()
                 if record:
                     run.append_metrics(record)
                     for callback in callbacks:
@@ -444,7 +573,11 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
             set_status("interrupted", stage="train", step=step, total_steps=total_steps,
                        error=f"stopped at step {step} of {total_steps}; resume continues from there")
             raise TrainingInterrupted(run.id, f"run {run.id} stopped at step {step} of {total_steps}")
-        if ctx.is_main and not any("knn_top1" in m for m in run.read_metrics() if m.get("step") == step):
+        if ctx.is_main and knn_skipped is not None:
+            if not any("knn_skipped" in m for m in run.read_metrics()):
+                run.append_metrics({"step": step, "epoch": step / max(1, steps_per_epoch),
+                                    "knn_skipped": knn_skipped})
+        elif ctx.is_main and not any("knn_top1" in m for m in run.read_metrics() if m.get("step") == step):
             run.append_metrics({"step": step, "epoch": step / max(1, steps_per_epoch),
                                 "knn_top1": knn_check(method, data, config, device)})
     except TrainingFailed as e:
@@ -455,8 +588,13 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                    f"{config.data.resolution}px); try --batch-size {max(1, batch_size // 2)}")
         set_status("failed", stage="train", step=step, total_steps=total_steps, error=message)
         raise TrainingFailed(message) from None
-    except (TrainingInterrupted, KeyboardInterrupt):
+    except TrainingInterrupted:
         raise
+    except KeyboardInterrupt:  # a second signal: stop now, mid-step, without saving this state
+        where = f"its checkpoint at step {saved_step[0]}" if saved_step[0] is not None else "the first step"
+        set_status("interrupted", stage="train", step=step, total_steps=total_steps,
+                   error=f"stopped at once at step {step} of {total_steps}; resume continues from {where}")
+        raise TrainingInterrupted(run.id, f"run {run.id} stopped at once at step {step} of {total_steps}") from None
     except UnreadableImage as e:  # between steps: the state is whole, keep it (unless it holds a NaN)
         if ctx.is_main and int(first_bad) < 0:
             checkpoint()

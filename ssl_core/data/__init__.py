@@ -28,7 +28,16 @@ def load_dataset(cfg: DataConfig) -> ImageSet:
     raise KeyError(DATASETS.unknown_message(cfg.dataset) + "; or give the path of a folder of images")
 
 
+def dataset_reference(name: str) -> str:
+    """`name` as a run's config.json keeps it: a registered name as it is, a folder as its absolute
+    path. A relative path (`--dataset PHOTOS`) means the folder under the directory training
+    started in; the app and later commands start elsewhere and must still find the same folder."""
+    if name in DATASETS or not name.strip():
+        return name
+    return str(Path(name).expanduser().absolute())
+
+
 # Importing the loader modules registers them.
 from ssl_core.data import shapes, digits, mnist, online  # noqa: E402,F401
 
-__all__ = ["DATASETS", "ImageSet", "load_dataset"]
+__all__ = ["DATASETS", "ImageSet", "dataset_reference", "load_dataset"]

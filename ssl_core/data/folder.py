@@ -10,8 +10,10 @@ Two layouts:
 
 Images are decoded with Pillow only, turned upright from their EXIF orientation, made RGB,
 centre-cropped to a square and resized to `cfg.resolution`. Files that are not images, are
-corrupt or truncated, or are larger than MAX_PIXELS are skipped with a warning naming each;
-hidden files and folders (".DS_Store", ".ipynb_checkpoints") are ignored silently.
+corrupt or truncated, or are larger than MAX_PIXELS are skipped with a warning naming each, and
+so are entries that are no regular file (a FIFO, a socket, a device: never opened, since opening
+a FIFO waits for a writer forever); hidden files and folders (".DS_Store",
+".ipynb_checkpoints") are ignored silently.
 
 Small folders are decoded into memory once. A folder too large for that (`DataConfig.load`) is
 streamed: every file is still decoded once up front to find the unusable ones (the verdicts are
