@@ -292,7 +292,8 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
                     "noise_fraction": round(float((hdb_labels < 0).mean()), 4),
                     **agreement(hdb_labels, labels),
                     "clusters": describe_clusters(hdb_labels, hdb_distance, labels, ids, class_names, examples)},
-        "scored_on": "labelled rows; for HDBSCAN only the rows not marked noise",
+        "scored_on": ("labelled rows; for HDBSCAN only the rows not marked noise" if labelled else
+                      "no labels: purity, NMI and ARI need labels, so the clusters are not scored against any"),
         "seconds": seconds,
         "versions": {"faiss": faiss.__version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__},
     }

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ssl_core.analysis import JOB_FILE
 from ssl_core.evaluate import linear_cka
 from ssl_core.runs import Run
 
@@ -202,6 +203,8 @@ def run_scores(run: Run) -> dict[str, float]:
         scores["images_per_s"] = round(float(np.mean(speeds)), 1)
     folder = run.analysis_dir
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.name == JOB_FILE:  # the analysis job's progress (its pid, its fraction): no score
+            continue
         try:
             result = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -250,6 +253,25 @@ def best_of(values: list[float | None], better: str | None) -> set[int]:
     return {i for i, v in present if v == target}
 
 
+def no_label_scores(run: Run) -> str | None:
+    """Why eval.json holds no kNN or linear-probe score (the run's images carry no labels), or
+    None when it holds them or the run is not scored yet."""
+    scores = run.read_eval() or {}
+    if scores.get("labelled") is False or ("knn_top1" in scores and scores["knn_top1"] is None):
+        return scores.get("note") or "no labels: kNN and linear-probe scores need labelled images"
+    return None
+
+
+def per_class_unavailable(run: Run) -> str | None:
+    """Why the run has no per-class kNN accuracy to compare, or None when eval.json holds it."""
+    reason = no_label_scores(run)
+    if reason:
+        return reason
+    if per_class_accuracy(run) is None:
+        return f"not stored yet: run `ssl-explorer eval --recompute {run.id}`"
+    return None
+
+
 def per_class_accuracy(run: Run) -> list[float | None] | None:
     """eval.json's per-class kNN top-1 (None for a class without test images), or None when the
     run's scores predate it."""
@@ -264,6 +286,15 @@ def class_names(run: Run) -> list[str]:
         return [str(n) for n in json.loads((run.embeddings_dir / "class_names.json").read_text())]
     except (FileNotFoundError, json.JSONDecodeError):
         return []
+
+
+def knn_skipped(run: Run) -> str | None:
+    """Why the run's training has no kNN curve (no labels, say), as training wrote it in
+    metrics.jsonl; None when it has checks, or has not reached its first yet."""
+    for record in run.read_metrics():
+        if isinstance(record, dict) and isinstance(record.get("knn_skipped"), str):
+            return record["knn_skipped"]
+    return None
 
 
 def training_curve(run: Run, key: str) -> tuple[list[float], list[float]]:

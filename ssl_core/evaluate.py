@@ -130,6 +130,11 @@ def geometry(vectors: np.ndarray, max_points: int = 5000) -> dict[str, Any]:
     return out
 
 
+# eval.json's note on a run without labels (in its train split, its test split, or both).
+NO_LABELS_NOTE = ("no labels: kNN and linear-probe scores need labelled train and test images, which this "
+                  "dataset lacks; effective rank and uniformity need no labels")
+
+
 def evaluate_run(run: Run) -> dict[str, Any]:
     """Score the run's stored embeddings and write eval.json; returns the scores."""
     from ssl_core.embed import load_embeddings
@@ -158,8 +163,9 @@ def evaluate_run(run: Run) -> dict[str, Any]:
                                               seed=run.config.train.seed), 4)
                            if len(np.unique(train_y[rows])) > 1 else None)
         scores["seconds"] = round(time.perf_counter() - t0, 2)
-    else:
-        scores.update(knn_top1=None, linear_top1=None, note="the dataset has no labels to score against")
+    else:  # a folder of unlabelled images: the label-free scores below stand in for these
+        scores.update(knn_top1=None, linear_top1=None, note=NO_LABELS_NOTE)
+    scores["labelled"] = labelled
     scores.update(geometry(test_x))
     atomic_write_json(run.eval_path, scores)
     return scores

@@ -42,6 +42,11 @@ class ExploreData:
     def label_name(self, row: int) -> str:
         return label_name(self.class_names, int(self.labels[row]))
 
+    @property
+    def labelled(self) -> bool:
+        """Whether any row has a label: a folder of unlabelled images has none (every label -1)."""
+        return bool((self.labels >= 0).any())
+
     def label_counts(self, rows: np.ndarray | list[int]) -> list[tuple[str, int]]:
         """(label name, count) of the given rows, most frequent first."""
         names = [self.label_name(int(r)) for r in rows]

@@ -139,8 +139,10 @@ def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
         return item
 
     hits = [describe(r, d) for r, d in zip(rows, distances)]
+    # An unlabelled query (-1) has no label to share: None, not a count of other unlabelled images.
+    same = sum(h["label"] == int(labels[row]) for h in hits) if labels[row] >= 0 else None
     return {"run_id": run.id, "query": describe(row), "k": k, "metric": "cosine distance",
-            "same_label": sum(h["label"] == int(labels[row]) for h in hits), "neighbors": hits}
+            "same_label": same, "neighbors": hits}
 
 
 def _class_names(run: Run) -> list[str]:

@@ -75,7 +75,7 @@ def layers_unavailable(run: Run) -> str | None:
     if method == "pixels":
         return "the pixels baseline has no layers: its representation is the image itself"
     if has_labels(run) is False:
-        return "the dataset has no labels to probe against"
+        return "no labels: the dataset has no labelled train and test images to fit a classifier on"
     return None
 
 

