@@ -19,6 +19,15 @@ if str(APP_DIR) not in sys.path:
 
 st.set_page_config(layout="wide", page_title="ssl-explorer")
 
+from ssl_core.runs import RunStore  # noqa: E402  (after the path set-up above)
+from widgets.literal import sentence  # noqa: E402
+
+try:
+    RunStore().check_root()  # every page lists runs: say once, plainly, when the folder is unusable
+except ValueError as e:
+    st.error(sentence(e))  # names the runs folder: a user's path
+    st.stop()
+
 pages = [
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),

@@ -78,18 +78,14 @@ def problems(choices: TrainChoices) -> list[str]:
 
 def build_config(choices: TrainChoices) -> RunConfig:
     """The RunConfig `ssl-explorer train` would build from the same options."""
-    dataset = choices.dataset if choices.dataset in _registered() else str(Path(choices.dataset).expanduser())
+    from ssl_core.data import dataset_reference
+
     return RunConfig(
-        data=DataConfig(dataset=dataset, resolution=choices.resolution, train_size=choices.train_size,
-                        test_size=choices.test_size, download=choices.download, load=choices.load),
+        data=DataConfig(dataset=dataset_reference(choices.dataset), resolution=choices.resolution,
+                        train_size=choices.train_size, test_size=choices.test_size, download=choices.download,
+                        load=choices.load),
         backbone=BackboneConfig(name=choices.backbone),
         method={"name": choices.method},
         train=TrainConfig(epochs=choices.epochs, batch_size=choices.batch_size, lr=choices.lr,
                           seed=choices.seed, device=choices.device),
     )
-
-
-def _registered() -> list[str]:
-    from ssl_core.data import DATASETS
-
-    return DATASETS.names()

@@ -11,6 +11,7 @@ Progress and logs go to stderr; results go to stdout (`train` prints the new run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -51,9 +52,8 @@ def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
         return _train_distributed(args, store, skip)
     if args.resume:
         run = store.get(args.resume)
-        status = run.read_status()["status"]
-        if status == "running":
-            raise ValueError(f"run {run.id} is still running (see `ssl-explorer runs`)")
+        _refuse_changes_on_resume(args, run.id)
+        status = run.check_resumable()["status"]  # checked again under the run's lock
         _log(f"resuming run {run.id} (was {status})")
         run_all(run, resume=True, skip=skip, progress=not args.no_progress, log=_log)
         print(run.id)
@@ -64,14 +64,43 @@ def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
     scores = run.read_eval()
     if scores and scores.get("knn_top1") is not None:
         _log(f"kNN top-1 {scores['knn_top1']:.3f}, linear top-1 {scores['linear_top1']:.3f}")
+    elif scores and scores.get("effective_rank") is not None:  # no labels: the label-free scores stand in
+        _log(f"{scores.get('note') or 'no labels'}; effective rank {scores['effective_rank']:.1f} "
+             f"of {scores.get('embedding_dim')}, uniformity {scores['uniformity']:.3f}")
     print(run.id)
     return 0
+
+
+# What `train` takes for a new run; a resumed run continues as its config.json says, so these
+# are refused with --resume instead of being silently ignored. (flag, argparse dest)
+RUN_OPTIONS = (("--method", "method"), ("--dataset", "dataset"), ("--backbone", "backbone"),
+               ("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr"),
+               ("--weight-decay", "weight_decay"), ("--warmup-epochs", "warmup_epochs"), ("--seed", "seed"),
+               ("--device", "device"), ("--resolution", "resolution"), ("--train-size", "train_size"),
+               ("--test-size", "test_size"), ("--data-seed", "data_seed"), ("--data-dir", "data_dir"),
+               ("--load", "load"), ("--workers", "workers"), ("--checkpoint-every", "checkpoint_every"),
+               ("--knn-every", "knn_every"), ("--set", "set"))
+RUN_DEFAULTS = {"method": "simclr", "dataset": "shapes", "backbone": "convnet", "resolution": 32,
+                "data_seed": 0, "load": "auto"}
+
+
+def _refuse_changes_on_resume(args: argparse.Namespace, run_id: str) -> None:
+    given = [flag for flag, dest in RUN_OPTIONS if getattr(args, dest, None) not in (None, [])]
+    given += ["--download"] * bool(args.download) + ["--compile"] * bool(args.compile)
+    if given:
+        raise ValueError(f"--resume continues run {run_id} exactly as its config.json says, so "
+                         f"{', '.join(given)} cannot change it; start a new run with the settings you want")
 
 
 def _create_run(args: argparse.Namespace, store: RunStore):
     """A new run folder from the command line's options, after refusing bad combinations."""
     from ssl_core import distributed
+
+    for dest, default in RUN_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+    from ssl_core.data import dataset_reference
     from ssl_core.methods import check_compatible
     from ssl_core.methods.base import method_config
     from ssl_core.train import resolve_device, versions
@@ -82,7 +111,7 @@ def _create_run(args: argparse.Namespace, store: RunStore):
         "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs,
         "knn_every": args.knn_every, "compile": args.compile or None,
     }.items() if v is not None})
-    data = DataConfig(dataset=args.dataset, resolution=args.resolution, train_size=args.train_size,
+    data = DataConfig(dataset=dataset_reference(args.dataset), resolution=args.resolution, train_size=args.train_size,
                       test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir,
                       download=args.download, load=args.load, workers=args.workers)
     config = RunConfig(data=data, backbone=BackboneConfig(name=args.backbone),
@@ -110,16 +139,19 @@ def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str
     from ssl_core.train import train
 
     ctx = distributed.setup(args.device or "auto")
+    held = contextlib.ExitStack()  # rank 0 holds the run's lock for every rank
     try:
         run_id, error = None, None
         if ctx.is_main:
             try:
                 if args.resume:
                     run = store.get(args.resume)
-                    if run.read_status()["status"] == "running":
-                        raise ValueError(f"run {run.id} is still running (see `ssl-explorer runs`)")
+                    _refuse_changes_on_resume(args, run.id)
+                    held.enter_context(run.lock("train"))
+                    run.check_resumable()
                 else:
                     run = _create_run(args, store)
+                    held.enter_context(run.lock("train"))
                 run_id = run.id
                 _log(f"run {run.id} in {store.root}, {ctx.world_size} processes")
             except Exception as e:  # every rank must hear of it, or the others wait forever
@@ -136,6 +168,7 @@ def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str
             print(run.id)
         return 0
     finally:
+        held.close()
         distributed.cleanup()
 
 
@@ -169,6 +202,10 @@ def cmd_runs(args: argparse.Namespace, store: RunStore) -> int:
             print(f"broken: {r.id}: {r.broken}")
         elif r.status in ("failed", "interrupted") and r.error:
             print(f"{r.status}: {r.id}: {r.error}")
+        elif r.error:  # a finished run whose later step failed: its results are intact
+            print(f"note: {r.id}: {r.error}")
+        for warning in r.warnings:
+            print(f"warning: {r.id}: {warning}")
     return 0
 
 
@@ -186,8 +223,9 @@ def cmd_eval(args: argparse.Namespace, store: RunStore) -> int:
     run = store.get(args.run_id)
     scores = None if args.recompute else run.read_eval()
     if scores is None:
-        _ensure_embeddings(run, args.device)
-        scores = evaluate_run(run)
+        with run.lock("eval"):
+            _ensure_embeddings(run, args.device)
+            scores = evaluate_run(run)
     print(json.dumps(scores, indent=2))
     return 0
 
@@ -220,13 +258,19 @@ def cmd_neighbors(args: argparse.Namespace, store: RunStore) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    def name(item: dict) -> str:
+        return item["label_name"] or ("unlabelled" if item["label"] < 0 else "")
+
     q = result["query"]
-    print(f"query row {q['row']}: {q['id']} ({q['split']}), label {q['label']} {q['label_name'] or ''}".rstrip())
+    print(f"query row {q['row']}: {q['id']} ({q['split']}), label {q['label']} {name(q)}".rstrip())
     print(f"{'RANK':<5} {'ROW':<7} {'ID':<16} {'SPLIT':<6} {'LABEL':<18} DISTANCE")
     for rank, h in enumerate(result["neighbors"], 1):
-        label = f"{h['label']} {h['label_name'] or ''}".strip()
+        label = f"{h['label']} {name(h)}".strip()
         print(f"{rank:<5} {h['row']:<7} {h['id']:<16} {h['split']:<6} {label:<18} {h['distance']:.4f}")
-    print(f"{result['same_label']} of {len(result['neighbors'])} share the query's label")
+    if result["same_label"] is None:
+        print("no labels: the query image is unlabelled, so no neighbour can share its label")
+    else:
+        print(f"{result['same_label']} of {len(result['neighbors'])} share the query's label")
     return 0
 
 
@@ -316,13 +360,14 @@ def cmd_import(args: argparse.Namespace, store: RunStore) -> int:
 
 def cmd_encode(args: argparse.Namespace, store: RunStore) -> int:
     from ssl_core.config import DataConfig
+    from ssl_core.data import dataset_reference
     from ssl_core.encoders import encode_dataset, encoder_spec
 
     spec = encoder_spec(library="torchscript" if args.torchscript else args.library,
                         weights=args.torchscript or args.weights, architecture=args.arch,
                         input_size=args.input_size, normalize=args.normalize)
     _check_dataset_name(args.dataset)
-    data = DataConfig(dataset=args.dataset, resolution=args.resolution, train_size=args.train_size,
+    data = DataConfig(dataset=dataset_reference(args.dataset), resolution=args.resolution, train_size=args.train_size,
                       test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir)
     run = encode_dataset(store, data, spec, name=args.name, device=args.device, log=_log,
                          progress=None if not args.no_progress else lambda fraction, text: None)
@@ -355,6 +400,21 @@ APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 PRETRAINED = Path(__file__).resolve().parent.parent / "pretrained"
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(address: str, extra: Sequence[str] = ()) -> list[str]:
+    """The names the app answers to, as Streamlit's server.allowedHosts (ports ignored): this
+    machine's loopback names, the address it listens on (this machine's name when that is every
+    interface) and `extra` ('*': any). A request with another Host header gets no session: a page
+    of another site whose name was re-pointed at this machine (DNS rebinding) cannot drive it."""
+    import socket
+
+    hosts = [*LOCAL_HOSTS, socket.gethostname() if address in ALL_INTERFACES else address, *extra]
+    return list(dict.fromkeys(host.strip().lower() for host in hosts if host.strip()))
+
+
 def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
     """Serve the dashboard (streamlit) over the runs folder; blocks until stopped."""
     if not APP_SCRIPT.exists():
@@ -367,7 +427,11 @@ def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
                "--server.address", args.address, "--server.port", str(args.port),
                "--server.headless", "true", "--server.maxUploadSize", "10",
                "--browser.gatherUsageStats", "false"]
-    _log(f"ssl-explorer app on http://{args.address}:{args.port} (runs: {store.root})")
+    hosts = allowed_hosts(args.address, args.allowed_host)
+    for host in hosts:
+        command += ["--server.allowedHosts", host]
+    _log(f"ssl-explorer app on http://{args.address}:{args.port} (runs: {store.root}; answers to "
+         f"{', '.join(hosts)}: add a name with --allowed-host)")
     env = {**os.environ, "SSL_EXPLORER_RUNS": str(store.root.resolve())}
     sys.stdout.flush()
     sys.stderr.flush()
@@ -395,9 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", parents=[common], help="train a method on a dataset, then embed, score, map and index")
-    t.add_argument("--method", default="simclr", help="see `ssl-explorer methods` (default simclr)")
-    t.add_argument("--dataset", default="shapes", help="a name from `ssl-explorer datasets`, or a folder path")
-    t.add_argument("--backbone", default="convnet", help="convnet | resnet18 | vit_tiny | vit_mini (default convnet)")
+    t.add_argument("--method", help="see `ssl-explorer methods` (default simclr)")
+    t.add_argument("--dataset", help="a name from `ssl-explorer datasets`, or a folder path (default shapes)")
+    t.add_argument("--backbone", help="convnet | resnet18 | vit_tiny | vit_mini (default convnet)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
@@ -405,13 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto | cpu | cuda (default auto)")
-    t.add_argument("--resolution", type=int, default=32)
+    t.add_argument("--resolution", type=int, help="image size in px (default 32)")
     t.add_argument("--train-size", type=int, help="number of train images (default: the dataset's)")
     t.add_argument("--test-size", type=int, help="number of test images (default: the dataset's)")
-    t.add_argument("--data-seed", type=int, default=0, help="seed of generated data and splits")
+    t.add_argument("--data-seed", type=int, help="seed of generated data and splits (default 0)")
     t.add_argument("--data-dir", help="cache of online datasets (default $SSL_EXPLORER_DATA)")
     t.add_argument("--download", action="store_true", help="download an online dataset if absent")
-    t.add_argument("--load", choices=("auto", "memory", "stream"), default="auto",
+    t.add_argument("--load", choices=("auto", "memory", "stream"),
                    help="folders: decode all images into RAM, or stream them from their files batch by "
                         "batch (default auto: stream when they would fill over a quarter of RAM)")
     t.add_argument("--workers", type=int, help="decoding processes when streaming (default: cores - 1, at most 8)")
@@ -494,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--port", type=int, default=8501)
         a.add_argument("--address", default="127.0.0.1",
                        help="interface to listen on (default 127.0.0.1: this machine only)")
+        a.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                       help="another name the app is reached by (this machine's on the network, a proxy's; "
+                            "'*': any); repeatable. Requests for other names are refused (DNS rebinding)")
         a.set_defaults(func=cmd_app)
 
     i = sub.add_parser("import", parents=[common], help="make a run from embeddings computed elsewhere and their images")
@@ -545,7 +612,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as e:  # unknown names: the message lists the valid ones
         print(f"error: {e.args[0]}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, IndexError) as e:
+    except OSError as e:
+        from ssl_core.runs import os_error_message
+
+        # The library's own FileNotFoundErrors carry a sentence and no path; the OS's carry a path.
+        message = os_error_message(e) if e.filename is not None else str(e)
+        print(f"error: {message}", file=sys.stderr)
+        return 2 if isinstance(e, FileNotFoundError) else 1
+    except (ValueError, IndexError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
@@ -558,6 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         raise
+    except KeyboardInterrupt:  # Ctrl-C outside training (embed, map, analyses): what was stored stays
+        print("interrupted: stopped by Ctrl-C; files written before it are kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -97,23 +97,33 @@ def metrics_csv(runs: list[Run]) -> str:
 
 
 # -- figures ----------------------------------------------------------------------------------
+def plotly_text(value: Any) -> str:
+    """`value` as Plotly shows it: Plotly reads its texts (hover texts, legend names, titles, tick
+    labels) as a small HTML (<b>, <a href>, <br>, ...), so '<', '>' and '&' in ids, label names and
+    run names are written as entities, which it shows as the characters. Not quotes: Plotly
+    decodes no `&quot;`."""
+    return html.escape(str(value), quote=False)
+
+
 def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: list[str], *, title: str = "",
                highlight: np.ndarray | None = None, height: int = 560):
     """A 2-D map as a Plotly WebGL scatter, one trace per label (its legend entry toggles it),
     each point's row in `customdata`. `highlight`: rows drawn again on top as open black rings
-    (the images selected on another map)."""
+    (the images selected on another map). `title` is Plotly markup: escape values in it with
+    `plotly_text`; ids and label names are escaped here."""
     import plotly.graph_objects as go
 
     from ssl_core.explore import label_name
 
     labels = np.asarray(labels)
-    hover = np.array([f"{ids[r]}<br>{label_name(names, int(labels[r]))}" for r in range(len(ids))], dtype=object)
+    hover = np.array([f"{plotly_text(ids[r])}<br>{plotly_text(label_name(names, int(labels[r])))}"
+                      for r in range(len(ids))], dtype=object)
     size = 6 if len(ids) <= 2_000 else 4
     traces = []
     for i, label in enumerate(sorted(set(labels.tolist()), key=lambda v: (v < 0, v))):
         rows = np.flatnonzero(labels == label)
         traces.append(go.Scattergl(
-            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=label_name(names, int(label)),
+            x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=plotly_text(label_name(names, int(label))),
             customdata=rows, hovertext=hover[rows], hovertemplate="%{hovertext}<extra></extra>",
             marker={"size": size, "opacity": 0.75, "color": PALETTE[i % len(PALETTE)]}))
     if highlight is not None and len(highlight):
@@ -133,7 +143,8 @@ def matrix_figure(matrix: list[list[float]], run_ids: list[str], title: str, hei
     """A heatmap of a run-by-run matrix in [0, 1], each cell labelled with its value."""
     import plotly.graph_objects as go
 
-    figure = go.Figure(go.Heatmap(z=matrix, x=run_ids, y=run_ids, zmin=0, zmax=1, colorscale="Blues",
+    names = [plotly_text(run_id) for run_id in run_ids]
+    figure = go.Figure(go.Heatmap(z=matrix, x=names, y=names, zmin=0, zmax=1, colorscale="Blues",
                                   text=[[f"{v:.3f}" for v in row] for row in matrix], texttemplate="%{text}",
                                   hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
     figure.update_layout(title={"text": title, "x": 0.01, "font": {"size": 13}}, height=height,
@@ -164,13 +175,15 @@ h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 20px 0 6p
 .maps { flex: 1; display: grid; gap: 8px; }
 .panel { width: 190px; position: sticky; top: 16px; font-size: 13px; }
 .panel img { width: 160px; height: 160px; image-rendering: pixelated; border: 1px solid #ccc; background: #f4f4f4; }
+#thumb-caption { white-space: pre-line; overflow-wrap: anywhere; }
 table { border-collapse: collapse; font-size: 13px; } td, th { border: 1px solid #ddd; padding: 4px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } .best { font-weight: bold; background: #e6f4ea; }
 .note { color: #666; font-size: 12px; } .matrices { display: flex; gap: 16px; } .matrices > div { flex: 1; }
 """
 
-# Shows the hovered point's image in the side panel. THUMBS holds one base64 PNG per row; each
-# point carries its row in customdata.
+# Shows the hovered point's image in the side panel. THUMBS holds one base64 PNG per row and
+# CAPTIONS its id and label name; each point carries its row in customdata. The caption is set
+# as text (textContent), never as HTML: ids and label names come from users' files.
 _HOVER_SCRIPT = """
 function showThumbnails(gd) {
   gd.on('plotly_hover', function (event) {
@@ -178,7 +191,7 @@ function showThumbnails(gd) {
     if (Array.isArray(row)) { row = row[0]; }
     if (row === undefined || THUMBS[row] === undefined) { return; }
     document.getElementById('thumb').src = 'data:image/png;base64,' + THUMBS[row];
-    document.getElementById('thumb-caption').innerHTML = String(point.hovertext || '');
+    document.getElementById('thumb-caption').textContent = CAPTIONS[row];
   });
 }
 """
@@ -192,9 +205,26 @@ def _plot_div(figure, include_plotlyjs: bool, div_id: str, hover: bool = True) -
                        post_script="showThumbnails(document.getElementById('{plot_id}'));" if hover else None)
 
 
-def _page(title: str, body: str, thumbs: list[str]) -> str:
+def _script_json(value: Any) -> str:
+    """JSON to inline in a <script>: '<', '>' and '&' as \\u escapes, so no string in it (an id
+    holding '</script>', say) can end the script element."""
+    text = json.dumps(value)
+    for char in "<>&\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text
+
+
+def _captions(ids: list[str], labels: np.ndarray, names: list[str]) -> list[str]:
+    """The hover panel's text of each row: its id, then its label name."""
+    from ssl_core.explore import label_name
+
+    return [f"{row_id}\n{label_name(names, int(label))}" for row_id, label in zip(ids, labels)]
+
+
+def _page(title: str, body: str, thumbs: list[str], captions: list[str]) -> str:
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style>\n<script>var THUMBS = {json.dumps(thumbs)};\n{_HOVER_SCRIPT}</script>\n"
+            f"<style>{_STYLE}</style>\n<script>var THUMBS = {json.dumps(thumbs)};\n"
+            f"var CAPTIONS = {_script_json(captions)};\n{_HOVER_SCRIPT}</script>\n"
             f"</head><body>\n{body}\n</body></html>\n")
 
 
@@ -234,10 +264,12 @@ def map_html(run: Run, progress: Progress = None) -> str:
     thumbs = thumbnails(images, progress)
     heading = run_heading(run)
     figure = map_figure(coords, labels, names, ids, title=f"{kind.upper()} map of {len(ids):,} images", height=700)
-    body = (f"<h1>{html.escape(heading)}</h1>\n<div class=\"note\">{len(ids):,} images, coloured by label. "
-            "Click a label in the legend to hide it; hover a point for its image.</div>\n"
+    colouring = ("coloured by label. Click a label in the legend to hide it" if (labels >= 0).any() else
+                 "all unlabelled (no labels: the run's images carry none)")
+    body = (f"<h1>{html.escape(heading)}</h1>\n<div class=\"note\">{len(ids):,} images, {colouring}; "
+            "hover a point for its image.</div>\n"
             f"<div class=\"layout\"><div class=\"maps\">{_plot_div(figure, True, 'map')}</div>{_panel()}</div>")
-    return _page(f"{run.id}: map", body, thumbs)
+    return _page(f"{run.id}: map", body, thumbs, _captions(ids, labels, names))
 
 
 def _scores_table(runs: list[Run]) -> str:
@@ -270,7 +302,8 @@ def comparison_html(runs: list[Run], progress: Progress = None) -> str:
     run_ids = [run.id for run in runs]
     divs = []
     for i, (run, (coords, kind)) in enumerate(zip(runs, maps)):
-        title = f"{run_heading(run)}<br><sup>{kind.upper()}{', aligned onto ' + runs[0].id if i else ''}</sup>"
+        title = (f"{plotly_text(run_heading(run))}<br><sup>{kind.upper()}"
+                 f"{', aligned onto ' + plotly_text(runs[0].id) if i else ''}</sup>")
         figure = map_figure(coords, labels, names, ids, title=title, height=520)
         # One legend, under the first map: the colours mean the same labels on every map.
         figure.update_layout(showlegend=i == 0, legend={"orientation": "h", "y": -0.02, "yanchor": "top"})
@@ -282,7 +315,8 @@ def comparison_html(runs: list[Run], progress: Progress = None) -> str:
     body = (f"<h1>{len(runs)} runs on {html.escape(runs[0].config.data.dataset)}</h1>\n"
             f"<h2>Scores</h2>{_scores_table(runs)}\n"
             f"<h2>Maps</h2><div class=\"note\">Each map after the first is rotated, scaled and shifted onto the "
-            f"first (orthogonal Procrustes), so the same image sits in about the same place.</div>\n"
+            f"first (orthogonal Procrustes), so the same image sits in about the same place."
+            f"{'' if (labels >= 0).any() else ' No labels: every image is drawn as unlabelled.'}</div>\n"
             f"<div class=\"layout\"><div class=\"maps\" style=\"grid-template-columns: repeat({columns}, 1fr)\">"
             f"{''.join(divs)}</div>{_panel()}</div>\n"
             f"<h2>Representation similarity</h2><div class=\"note\">On the {matrices['images']:,} shared test "
@@ -290,7 +324,7 @@ def comparison_html(runs: list[Run], progress: Progress = None) -> str:
             f"neighbours that two runs agree on.</div><div class=\"matrices\"><div>{cka}</div><div>{overlap}</div></div>")
     if progress is not None:
         progress(1.0, "done")
-    return _page(f"comparison of {', '.join(run_ids)}", body, thumbs)
+    return _page(f"comparison of {', '.join(run_ids)}", body, thumbs, _captions(ids, labels, names))
 
 
 # -- to a file --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ssl_core.attention import AttentionMaps, check_rows, compute_maps, panels, 
 from ssl_core.explore import decode_upload
 from ssl_core.runs import Run, RunStore
 from widgets.image_grid import enlarge
+from widgets.literal import literal, sentence
 from widgets.run_picker import describe, pick_run
 
 MAX_IMAGES = 8
@@ -64,15 +65,22 @@ def image_count(run: Run) -> int:
 
 def show_maps(run: Run, maps: AttentionMaps, index: int, where: str, threshold: float | None) -> None:
     cells = panels(maps, index, threshold)
-    st.markdown(f"**{run.id}** · {run.config.method.get('name')} · {run.config.backbone.name} · "
+    config = run.config
+    st.markdown(f"**{literal(run.id)}** · {literal(config.method.get('name'))} · {literal(config.backbone.name)} · "
                 f"*{maps.technique}* · {where}")
     for column, (title, picture) in zip(st.columns(len(cells)), cells):
         column.image(enlarge(picture, CELL), caption=title)
 
 
+def no_maps(run: Run) -> str | None:
+    """`why_no_maps` as the run picker shows it (Markdown): its sentence names user values."""
+    why = why_no_maps(run)
+    return None if why is None else sentence(why)
+
+
 store = RunStore()
 st.title("Attention")
-run = pick_run(store, "attention", blocker=why_no_maps)
+run = pick_run(store, "attention", blocker=no_maps)
 if run is None:
     st.stop()
 
@@ -85,13 +93,14 @@ run_b = store.get(other_id) if other_id else None
 source = st.radio("Images", ["rows", "random sample", "upload"], horizontal=True, key="attention_source",
                   help="rows count train images, then test images")
 if run_b is not None and source != "upload" and run_b.config.data != run.config.data:
-    st.warning(f"Run {run_b.id} was trained on other data ({run_b.config.data.dataset}) than run {run.id} "
-               f"({run.config.data.dataset}), so the same rows are different images: compare on an upload, or "
-               "choose a run on the same dataset.")
+    st.warning(f"Run {literal(run_b.id)} was trained on other data ({literal(run_b.config.data.dataset)}) than run "
+               f"{literal(run.id)} ({literal(run.config.data.dataset)}), so the same rows are different images: "
+               "compare on an upload, or choose a run on the same dataset.")
     run_b = None
 elif run_b is not None and run_b.config.data.resolution != run.config.data.resolution:
-    st.warning(f"Run {run_b.id} works on {run_b.config.data.resolution} px images and run {run.id} on "
-               f"{run.config.data.resolution} px: choose a run on images of the same size to compare.")
+    st.warning(f"Run {literal(run_b.id)} works on {run_b.config.data.resolution} px images and run "
+               f"{literal(run.id)} on {run.config.data.resolution} px: choose a run on images of the same size "
+               "to compare.")
     run_b = None
 threshold = None
 if st.toggle("Show the top share of the attention mass (ViT)", key="attention_top"):
@@ -101,7 +110,7 @@ if st.toggle("Show the top share of the attention mass (ViT)", key="attention_to
 try:
     n = image_count(run)
 except FAILURES as e:
-    st.error(f"Cannot read the images of run {run.id}: {e}")
+    st.error(f"Cannot read the images of run {literal(run.id)}: {sentence(e)}")
     st.stop()
 
 rows: list[int] | None = None
@@ -111,7 +120,7 @@ if source == "rows":
     try:
         rows = check_rows(parse_rows(text), n)
     except (ValueError, IndexError) as e:
-        st.error(str(e))
+        st.error(sentence(e))
         st.stop()
 elif source == "random sample":
     count_col, seed_col = st.columns(2)
@@ -133,11 +142,11 @@ for each in shown:
         else:
             results[each.id] = _upload_maps(*model_key(each), upload.getvalue())
     except FAILURES as e:
-        st.error(f"Cannot draw maps of run {each.id}: {e}")
+        st.error(f"Cannot draw maps of run {literal(each.id)}: {sentence(e)}")
         st.stop()
 
 for each in shown:
-    st.caption(f"{each.id}: {results[each.id].note}. Each map is scaled to its own range.")
+    st.caption(f"{literal(each.id)}: {results[each.id].note}. Each map is scaled to its own range.")
 for i in range(len(rows) if rows is not None else 1):
     where = f"row {rows[i]}" if rows is not None else "uploaded image"
     for each in shown:

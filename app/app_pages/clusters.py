@@ -14,6 +14,7 @@ from ssl_core.explore import label_name, missing_steps
 from ssl_core.outliers import has_outliers, pairs_above
 from ssl_core.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
+from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run
 
 ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}
@@ -38,14 +39,14 @@ def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
     """Says which command computes `name`, and offers to start it as a background job."""
     command = f"ssl-explorer analyze {run.id} --only {name}"
     start = getattr(jobs, "start_analysis", None)
-    st.info(f"The {what} of run {run.id} are not computed yet: `{command}` computes them"
+    st.info(f"The {what} of run {literal(run.id)} are not computed yet: `{command}` computes them"
             + (", or start it here as a background job." if start else "."))
     started_key = f"clusters_started_{name}_{run.id}"
     if start is not None and st.button(f"Compute the {what}", key=f"clusters_start_{name}_{what}"):
         try:
             start(store, run.id, [name])
         except (OSError, ValueError, KeyError, RuntimeError) as e:
-            st.error(f"Could not start the {what}: {e}")
+            st.error(f"Could not start the {what}: {sentence(e)}")
         else:
             st.session_state[started_key] = True
     if st.session_state.get(started_key):
@@ -55,7 +56,7 @@ def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
 
 def no_embeddings(run: Run) -> str | None:
     if "embed" in missing_steps(run):
-        return (f"Run {run.id} has no embeddings yet, so nothing to cluster: its training job embeds them "
+        return (f"Run {literal(run.id)} has no embeddings yet, so nothing to cluster: its training job embeds them "
                 f"when it finishes, or run `ssl-explorer embed {run.id}`.")
     return None
 
@@ -74,7 +75,7 @@ try:
     outliers = loaders.outliers(run)
     images = loaders.images(run) if clusters is not None or outliers is not None else None
 except (OSError, ValueError, KeyError) as e:
-    st.error(f"Cannot show the analyses of run {run.id}: {e}")
+    st.error(f"Cannot show the analyses of run {literal(run.id)}: {sentence(e)}")
     st.stop()
 
 clusters_tab, outliers_tab, pairs_tab = st.tabs(["Clusters", "Outliers", "Near-duplicates"])
@@ -94,9 +95,12 @@ with clusters_tab:
         else:
             facts.append(f"{result['noise_rows']:,} images ({result['noise_fraction']:.0%}) are noise, in no cluster")
             facts.append(f"min cluster size {settings['min_cluster_size']}, on {settings['pca_dims']} PCA dims")
+        labelled = summary.get("labelled", True)
         if result.get("purity") is not None:
             facts.append(f"purity {result['purity']:.3f} · NMI {result['nmi']:.3f} · ARI {result['ari']:.3f} "
                          "against the labels")
+        elif not labelled:
+            facts.append("no labels: purity, NMI and ARI need labels, so the clusters stand on their own")
         st.caption(" · ".join(facts))
         records = result["clusters"]
         if not records:
@@ -109,6 +113,8 @@ with clusters_tab:
                 "purity": [r["purity"] for r in records],
                 "mean distance": [r["mean_distance"] for r in records],
             })
+            if not labelled:  # no label to dominate a cluster: empty columns would only puzzle
+                table = table.drop(columns=["dominant label", "purity"])
             by_cluster = {r["cluster"]: r for r in records}
             if st.session_state.get("clusters_cluster") not in by_cluster:
                 st.session_state["clusters_cluster"] = records[0]["cluster"]
@@ -175,6 +181,8 @@ with pairs_tab:
                    + (f" Showing the first {PAIRS_SHOWN}." if len(pairs) > PAIRS_SHOWN else ""))
         for pair in pairs[:PAIRS_SHOWN]:
             left, right, facts = st.columns([1, 1, 4])
-            left.image(enlarge(images[pair["a"]]), caption=f"{pair['id_a']} · {pair['label_name_a'] or 'unlabelled'}")
-            right.image(enlarge(images[pair["b"]]), caption=f"{pair['id_b']} · {pair['label_name_b'] or 'unlabelled'}")
+            left.image(enlarge(images[pair["a"]]),
+                       caption=literal(f"{pair['id_a']} · {pair['label_name_a'] or 'unlabelled'}"))
+            right.image(enlarge(images[pair["b"]]),
+                        caption=literal(f"{pair['id_b']} · {pair['label_name_b'] or 'unlabelled'}"))
             facts.markdown(f"similarity **{pair['similarity']:.4f}**")

@@ -15,14 +15,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import loaders
-from ssl_core.analysis import read_result
-from ssl_core.compare import (DIRECTION_NOTES, best_of, per_class_accuracy, run_scores, score_rows,
-                              training_curve)
+from ssl_core.analysis import not_applicable, read_result
+from ssl_core.compare import (DIRECTION_NOTES, best_of, knn_skipped, no_label_scores, per_class_accuracy,
+                              per_class_unavailable, run_scores, score_rows, training_curve)
 from ssl_core.explore import label_name, missing_steps
-from ssl_core.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv
+from ssl_core.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
 from ssl_core.project import PCA_FILE, UMAP_FILE
 from ssl_core.runs import Run, RunStore, get_display_name, validate_run_id
 from widgets.image_grid import image_grid
+from widgets.literal import literal, sentence
 from widgets.map_figure import selected_rows
 
 QUERY_PARAM = "runs"  # ?runs=ID,ID,...: a link to a comparison
@@ -57,10 +58,11 @@ def adopt_link(candidates: dict[str, Run]) -> None:
         try:
             validate_run_id(run_id)
         except ValueError as e:
-            st.error(f"The address names a run that cannot exist. {e}")
+            st.error(f"The address names a run that cannot exist. {sentence(e)}")
             continue
         if run_id not in candidates:
-            st.error(f"The address names run '{run_id}', which is not a finished, mapped run in this runs folder.")
+            st.error(f"The address names run '{literal(run_id)}', which is not a finished, mapped run in this "
+                     "runs folder.")
             continue
         picked.append(run_id)
     st.session_state[PICKED] = picked
@@ -81,7 +83,7 @@ st.title("Compare")
 candidates = {s.id: store.get(s.id) for s in reversed(store.list()) if not s.broken}
 candidates = {run_id: run for run_id, run in candidates.items() if comparable(run)}
 if len(candidates) < 2:
-    st.info(f"Comparing needs at least two finished runs with their embeddings and maps; {store.root} holds "
+    st.info(f"Comparing needs at least two finished runs with their embeddings and maps; {literal(store.root)} holds "
             f"{len(candidates)}. Train another on the Train page, or run `ssl-explorer demo` for the bundled runs.")
     st.stop()
 adopt_link(candidates)
@@ -94,12 +96,13 @@ if picked:
     options = [run_id for run_id in candidates if loaders.ids_signature(candidates[run_id]) == signature]
     refused = [run_id for run_id in picked if run_id not in options]
     if refused:
-        st.warning(f"{', '.join(refused)} did not embed the same images as {picked[0]} (another dataset or other "
-                   "split settings), so it cannot be compared with it image by image; it was left out.")
+        st.warning(f"{literal(', '.join(refused))} did not embed the same images as {literal(picked[0])} (another "
+                   "dataset or other split settings), so it cannot be compared with it image by image; it was left "
+                   "out.")
         picked = [run_id for run_id in picked if run_id in options]
     left_out = len(candidates) - len(options)
     if left_out:
-        st.caption(f"Offering the {len(options)} runs over the same images as {picked[0]}; {left_out} other "
+        st.caption(f"Offering the {len(options)} runs over the same images as {literal(picked[0])}; {left_out} other "
                    f"run{'s' if left_out > 1 else ''} on other images cannot be compared with it.")
 st.session_state[PICKED] = picked
 chosen = st.multiselect(f"Runs (2 to {MAX_COMPARED}, on the same dataset)", options, key=PICKED,
@@ -130,6 +133,11 @@ for key, label, better in score_rows(scores):
 st.dataframe(pd.DataFrame(table), hide_index=True, key="compare_scores")
 st.caption("★ marks the best value of each score among these runs; an empty cell is a score the run has not "
            "stored (fine-tuning appears once its analysis has been run).")
+unlabelled = [run.id for run in runs if no_label_scores(run)]
+if unlabelled:
+    st.info(f"No labels for {literal(', '.join(unlabelled))}: kNN, linear-probe and per-class scores need "
+            "labelled images, so only the label-free scores (effective rank, uniformity), the maps, CKA and k-NN "
+            "overlap compare.")
 
 # -- maps -------------------------------------------------------------------------------------
 st.subheader("Maps")
@@ -137,7 +145,7 @@ try:
     maps = loaders.aligned_maps(runs)
     labels, ids, class_names = loaders.labels(runs[0])
 except (OSError, ValueError) as e:
-    st.error(f"Cannot show the maps: {e}")
+    st.error(f"Cannot show the maps: {sentence(e)}")
     st.stop()
 selection = st.session_state.get(SELECTION)
 st.caption("Each map after the first is rotated, scaled and shifted onto the first (orthogonal Procrustes), so "
@@ -148,7 +156,7 @@ for start in range(0, len(runs), per_row):
     for column, i in zip(st.columns(per_row), range(start, min(start + per_row, len(runs)))):
         coords, kind = maps[i]
         highlight = (np.array(selection["rows"]) if selection and selection["source"] != i else None)
-        title = f"{label_of(runs[i])} · {kind.upper()}" + (" (aligned)" if i else "")
+        title = f"{plotly_text(label_of(runs[i]))} · {kind.upper()}" + (" (aligned)" if i else "")
         figure = map_figure(coords, labels, class_names, ids, title=title, highlight=highlight, height=440)
         figure.update_layout(uirevision=f"{runs[i].id}:{kind}", dragmode="select", showlegend=i == 0)
         with column:
@@ -156,7 +164,8 @@ for start in range(0, len(runs), per_row):
                             selection_mode=("box", "lasso"), config={"scrollZoom": True})
 if selection:
     rows = selection["rows"]
-    st.markdown(f"**Selection: {len(rows)} images** on the map of {runs[selection['source']].id}, ringed on the others")
+    st.markdown(f"**Selection: {len(rows)} images** on the map of {literal(runs[selection['source']].id)}, "
+                "ringed on the others")
     images = loaders.images(runs[0])
     shown = rows[:MAX_SHOWN]
     image_grid(images[shown], [f"{ids[r]} · {label_name(class_names, int(labels[r]))}" for r in shown],
@@ -169,7 +178,7 @@ st.subheader("How alike the representations are")
 try:
     similarity = loaders.similarity(runs)
 except (OSError, ValueError) as e:
-    st.error(f"Cannot compare the embeddings: {e}")
+    st.error(f"Cannot compare the embeddings: {sentence(e)}")
 else:
     names = [run.id for run in runs]
     cka_col, overlap_col = st.columns(2)
@@ -182,10 +191,10 @@ else:
 # -- per class ----------------------------------------------------------------------------------
 st.subheader("Accuracy per class (kNN top-1)")
 per_class = {run.id: per_class_accuracy(run) for run in runs}
-missing = [run_id for run_id, values in per_class.items() if values is None]
-if missing:
-    st.info("No per-class scores stored for " + ", ".join(missing) + ": run "
-            + " and ".join(f"`ssl-explorer eval --recompute {run_id}`" for run_id in missing) + ".")
+for run in runs:
+    reason = per_class_unavailable(run)
+    if reason:  # no labels, or scored before eval.json held per-class accuracy
+        st.info(f"No per-class scores for {literal(run.id)}: {sentence(reason)}.")
 present = [run for run in runs if per_class[run.id] is not None]
 if len(present) >= 2:
     reference = present[0]
@@ -197,22 +206,27 @@ if len(present) >= 2:
     for run in present[1:]:
         frame[f"{run.id} − {reference.id}"] = (frame[run.id].astype(float) - frame[reference.id].astype(float)).round(4)
     st.dataframe(frame, hide_index=True, key="compare_per_class")
-    st.caption(f"The difference columns: each run's accuracy on a class minus {reference.id}'s.")
+    st.caption(f"The difference columns: each run's accuracy on a class minus {literal(reference.id)}'s.")
 
 # -- what each representation keeps ------------------------------------------------------------
 st.subheader("What each representation keeps")
 factors = {run.id: read_result(run, "factors") for run in runs}
 layers = {run.id: read_result(run, "layers") for run in runs}
 without = [run.id for run in runs if not (factors[run.id] or {}).get("factors") and not (layers[run.id] or {}).get("layers")]
-if without:
-    st.caption("No factor or layer-wise probe stored for " + ", ".join(without) + ": `ssl-explorer analyze RUN_ID "
-               "--only factors,layers`, or the Evaluate page's button.")
+unfit = {run.id: not_applicable(run).get("layers") for run in runs}  # no labels, no encoder...
+if [run_id for run_id in without if not unfit[run_id]]:
+    st.caption("No factor or layer-wise probe stored for " + literal(", ".join(r for r in without if not unfit[r]))
+               + ": `ssl-explorer analyze RUN_ID --only factors,layers`, or the Evaluate page's button.")
+for run_id, reason in unfit.items():
+    if reason and run_id in without:
+        st.caption(f"No layer-wise probe for {literal(run_id)} ({sentence(reason)}).")
 factor_col, layer_col = st.columns(2)
 figure = go.Figure()
 for run in runs:
     entries = [e for e in (factors[run.id] or {}).get("factors") or [] if isinstance(e, dict) and "score" in e]
     if entries:
-        figure.add_trace(go.Bar(x=[e["name"] for e in entries], y=[e["score"] for e in entries], name=run.id))
+        figure.add_trace(go.Bar(x=[plotly_text(e["name"]) for e in entries], y=[e["score"] for e in entries],
+                                name=run.id))  # factor names come from users' metadata
 if figure.data:
     figure.update_layout(barmode="group", height=360, margin={"l": 0, "r": 0, "t": 40, "b": 0},
                          title={"text": "known factors read from the embedding (R², accuracy for categorical)",
@@ -245,6 +259,11 @@ for column, (key, title) in zip(curve_cols, (("loss", "training loss"), ("knn_to
     figure.update_layout(title={"text": title, "x": 0.01, "font": {"size": 13}}, height=340,
                          margin={"l": 0, "r": 0, "t": 40, "b": 0}, xaxis={"title": {"text": "epoch"}})
     column.plotly_chart(figure, key=f"compare_curve_{key}")
+    if key == "knn_top1":
+        for run in runs:
+            reason = knn_skipped(run)
+            if reason:
+                column.caption(f"No kNN curve for {literal(run.id)} ({sentence(reason)}).")
 st.caption("Losses of different methods are on different scales: compare their shapes, not their values.")
 
 # -- export -----------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ import streamlit as st
 import loaders
 from ssl_core import jobs
 from ssl_core.analysis import missing_analyses, read_job
+from ssl_core.export import plotly_text
 from ssl_core.runs import Run, RunStore
+from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run
 
 EVALUATIONS = ("layers", "factors", "finetune")  # the analyses this page shows and starts
@@ -27,9 +29,9 @@ def _pct(value) -> str:
 
 def scores_panel(run: Run, scores: dict) -> None:
     if scores.get("collapse_warning"):
-        st.error(f"**Collapse warning.** {scores['collapse_warning']}", icon=":material/warning:")
+        st.error(f"**Collapse warning.** {sentence(scores['collapse_warning'])}", icon=":material/warning:")
     if scores.get("knn_top1") is None:
-        st.info(scores.get("note") or "This run has no classification scores (no labels).")
+        st.info(sentence(scores.get("note") or "This run has no classification scores (no labels)."))
     else:
         cols = st.columns(5)
         cols[0].metric("kNN top-1 (k=20)", _pct(scores.get("knn_top1_k20", scores.get("knn_top1"))))
@@ -55,7 +57,8 @@ def confusion_panel(run: Run, scores: dict, names: list[str]) -> None:
             st.caption(f"eval.json has no confusion matrix or per-class accuracy: `ssl-explorer eval {run.id} "
                        "--recompute` adds them.")
         return
-    labels = names if len(names) == len(matrix) else [str(c) for c in range(len(matrix))]
+    # Class names are users' folder names; Plotly would read them as HTML.
+    labels = [plotly_text(n) for n in names] if len(names) == len(matrix) else [str(c) for c in range(len(matrix))]
     left, right = st.columns(2)
     with left:
         st.subheader("Confusion matrix (kNN, k=20)")
@@ -92,13 +95,14 @@ def factors_panel(result: dict) -> None:
     st.subheader("What the embedding keeps: known factors")
     entries = [f for f in result.get("factors", []) if f.get("score") is not None]
     if not entries:
-        st.info(result.get("note") or "No factor could be probed.")
+        st.info(sentence(result.get("note") or "No factor could be probed."))
         return
     frame = pd.DataFrame(entries)
-    figure = go.Figure(go.Bar(x=frame["name"], y=frame["score"], name="probe",
+    names = [plotly_text(name) for name in frame["name"]]  # factor names come from users' metadata
+    figure = go.Figure(go.Bar(x=names, y=frame["score"], name="probe",
                               hovertext=frame["metric"], hovertemplate="%{x}: %{y:.3f} (%{hovertext})<extra></extra>"))
     if "chance" in frame:
-        figure.add_trace(go.Scatter(x=frame["name"], y=frame["chance"], mode="markers", name="chance",
+        figure.add_trace(go.Scatter(x=names, y=frame["chance"], mode="markers", name="chance",
                                     marker=dict(symbol="line-ew-open", size=28, line=dict(width=3))))
     figure.update_layout(yaxis_title="R² (continuous, angles) or accuracy (categorical)", height=320,
                          margin=dict(l=10, r=10, t=10, b=10))
@@ -107,7 +111,7 @@ def factors_panel(result: dict) -> None:
     st.dataframe(table.astype(object).where(table.notna(), ""), hide_index=True)  # no chance level: blank
     for entry in result.get("factors", []):
         if entry.get("note"):
-            st.caption(f"{entry['name']}: {entry['note']}")
+            st.caption(f"{literal(entry['name'])}: {sentence(entry['note'])}")
 
 
 def finetune_panel(result: dict) -> None:
@@ -135,11 +139,11 @@ def job_panel(store: RunStore, run: Run) -> None:
         state = missing_analyses(run, list(EVALUATIONS))
         if running:
             current = job.get("current")
-            text = (f"running {TITLES.get(current, current)}: {job.get('message', '')}" if current
+            text = (f"running {TITLES.get(current, literal(current))}: {sentence(job.get('message', ''))}" if current
                     else "starting the analysis job…")
             st.progress(min(max(float(job.get("fraction") or 0.0), 0.0), 1.0), text=text)
         elif job and job.get("status") == "failed":
-            st.error(job.get("error") or "The analysis job failed.")
+            st.error(sentence(job.get("error") or "The analysis job failed."))
         missing = state["missing"]
         label = "Run missing evaluations" if missing else "All evaluations are stored"
         if st.button(label, key="evaluate_run_missing", disabled=running or not missing, type="primary",
@@ -148,14 +152,14 @@ def job_panel(store: RunStore, run: Run) -> None:
             try:
                 jobs.start_analysis(store, run.id, missing)
             except (KeyError, ValueError) as e:
-                st.error(f"Cannot start the evaluations: {e}")
+                st.error(f"Cannot start the evaluations: {sentence(e)}")
             else:
                 st.rerun()
         if missing and not running:
             st.caption("Not computed yet: " + ", ".join(TITLES[n] for n in missing) + f" (or run "
                        f"`ssl-explorer analyze {run.id} --only {','.join(missing)}`).")
         for name, reason in state["not_applicable"].items():
-            st.caption(f"No {TITLES[name]}: {reason}.")
+            st.caption(f"No {TITLES[name]}: {sentence(reason)}.")
 
     panel()
 
@@ -168,7 +172,7 @@ if run is None:
 
 scores = loaders.eval_scores(run)
 if scores is None:
-    st.info(f"Run {run.id} has no scores yet: they appear when its job has embedded and scored the images, "
+    st.info(f"Run {literal(run.id)} has no scores yet: they appear when its job has embedded and scored the images, "
             f"or run `ssl-explorer eval {run.id}`.")
 else:
     scores_panel(run, scores)

@@ -8,12 +8,13 @@ import pandas as pd
 import streamlit as st
 
 import loaders
-from ssl_core.clusters import with_cluster_factors
+from ssl_core.clusters import KMEANS_FACTOR, with_cluster_factors
 from ssl_core.encoders import has_encoder
 from ssl_core.explore import ExploreData, decode_upload, encode_upload, missing_steps
 from ssl_core.project import PCA_FILE, UMAP_FILE
 from ssl_core.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
+from widgets.literal import literal, sentence
 from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows
 from widgets.run_picker import pick_run
 
@@ -41,22 +42,24 @@ def why_not_explorable(run: Run) -> str | None:
     try:
         status = run.read_status()
     except (OSError, ValueError) as e:
-        return f"Run {run.id} cannot be read: {e}"
+        return f"Run {literal(run.id)} cannot be read: {sentence(e)}"
     state = status["status"]
     if mapping_now(run, status):
         return None
     if state in ("queued", "running"):
-        return (f"Run {run.id} is still {state} ({status.get('stage', 'starting')}). Its map appears once "
-                "the job has embedded, mapped and indexed the images: follow it on the Train page.")
+        return (f"Run {literal(run.id)} is still {literal(state)} ({literal(status.get('stage', 'starting'))}). "
+                "Its map appears once the job has embedded, mapped and indexed the images: follow it on the "
+                "Train page.")
     if state in ("failed", "interrupted"):
-        return (f"Run {run.id} is {state}: {status.get('error') or 'no reason was recorded'}. Resume it on the "
-                f"Runs page, or with `ssl-explorer train --resume {run.id}`.")
+        reason = sentence(status.get("error") or "no reason was recorded")
+        return (f"Run {literal(run.id)} is {literal(state)}: {reason}. "
+                f"Resume it on the Runs page, or with `ssl-explorer train --resume {run.id}`.")
     missing = [step for step in missing_steps(run)
                if step == "embed" or (step == "project" and not has_pca_map(run))]
     if missing:
         commands = " then ".join(f"`ssl-explorer {step} {run.id}`" for step in missing)
         what = " or ".join(_WHAT[step] for step in missing)
-        return f"Run {run.id} has finished training but has no {what} yet: run {commands}."
+        return f"Run {literal(run.id)} has finished training but has no {what} yet: run {commands}."
     return None
 
 
@@ -82,16 +85,20 @@ if run is None:
 try:
     data = loaders.explore_data(run)
     images = loaders.images(run)
+    last_error = run.read_status().get("last_error")  # a step run again that failed (Run.set_failed)
 except (OSError, ValueError, KeyError) as e:
-    st.error(f"Cannot show run {run.id}: {e}")
+    st.error(f"Cannot show run {literal(run.id)}: {sentence(e)}")
     st.stop()
+if last_error:
+    st.warning(f"The last step run again on this run failed, so what you see is from before it: "
+               f"{sentence(last_error)}")
 cluster_note = None
 try:  # stored clusters (`ssl-explorer analyze RUN_ID --only clusters`) become colourings of the map
     clusters = loaders.clusters(run)
     if clusters is not None:
         data = with_cluster_factors(data, *clusters)
 except (OSError, ValueError, KeyError) as e:
-    cluster_note = f"No colouring by cluster: {e}"
+    cluster_note = f"No colouring by cluster: {sentence(e)}"
 n = len(data.ids)
 
 # Widget values belong to the run they were chosen for: start a new run on row 0, colour by label.
@@ -120,6 +127,11 @@ with map_col:
                                   "stored clusters (computed on the Clusters page)")
     if cluster_note:
         st.caption(cluster_note)
+    if not data.labelled:
+        st.info("No labels: every image of this run is unlabelled, so colouring by label shows one colour. "
+                + (f"Colour by '{KMEANS_FACTOR}' instead." if KMEANS_FACTOR in data.factors else
+                   "Colour by cluster instead once the Clusters page (or `ssl-explorer analyze "
+                   f"{run.id} --only clusters`) has computed them."))
     if data.map_kind == "pca":
         running = mapping_now(run, run.read_status())
         st.info("**PCA map** (the first two principal components of the embeddings), shown until the UMAP "
@@ -150,24 +162,24 @@ def focus_panel() -> None:
     k = int(k_col.slider("k", min_value=1, max_value=min(50, n - 1), value=min(8, n - 1), key="explore_k"))
     picture, facts = st.columns([1, 2])
     picture.image(enlarge(images[row], 128))
-    facts.markdown(f"**{data.ids[row]}**  \n{data.label_name(row)} · {data.splits[row]}")
+    facts.markdown(f"**{literal(data.ids[row])}**  \n{literal(data.label_name(row))} · {literal(data.splits[row])}")
     for name, values in data.factors.items():
         levels = data.factor_levels.get(name)
         value = levels[int(values[row])] if levels else f"{values[row]:.3g}"
-        facts.caption(f"{name}: {value}")
+        facts.caption(f"{literal(name)}: {literal(value)}")
 
     st.subheader("Nearest neighbours")
     try:
         search = loaders.search(run)
     except (OSError, ValueError) as e:
-        st.warning(f"No neighbour search for this run: {e}")
+        st.warning(f"No neighbour search for this run: {sentence(e)}")
         return
     rows, distances = search.of_row(row, k)
     agreement = ""
     if data.labels[row] >= 0:  # an unlabelled image has no label to share
         same = int((data.labels[rows] == data.labels[row]).sum())
         agreement = f": **{same} of {len(rows)} share its label**"
-    st.caption(f"of {data.ids[row]} ({data.label_name(row)}), by cosine distance d{agreement}")
+    st.caption(f"of {literal(data.ids[row])} ({literal(data.label_name(row))}), by cosine distance d{agreement}")
     image_grid(images[rows], [caption(data, r, d) for r, d in zip(rows, distances)], columns=4)
 
 
@@ -192,7 +204,7 @@ def upload_search() -> None:
     does not redraw the map."""
     st.subheader("Search by image")
     if not has_encoder(run):
-        st.info(f"Run {run.id} was imported with its embeddings only, so there is no encoder to embed an "
+        st.info(f"Run {literal(run.id)} was imported with its embeddings only, so there is no encoder to embed an "
                 "image of yours. Click a point to see its neighbours, or make a run from the encoder's "
                 "weights (`ssl-explorer encode`, or the Import page) to search by image.")
         return
@@ -204,18 +216,18 @@ def upload_search() -> None:
     try:
         picture = decode_upload(content, run.config.data.resolution)
     except ValueError as e:
-        st.error(f"{upload.name}: {e}")
+        st.error(f"{literal(upload.name)}: {sentence(e)}")
         return
     try:
         search = loaders.search(run)
         vector = encode_upload(loaders.method(run), content)
     except (OSError, ValueError, KeyError) as e:
-        st.error(f"Cannot search this run by image: {e}")
+        st.error(f"Cannot search this run by image: {sentence(e)}")
         return
     k = int(st.session_state.get("explore_k", 8))
     rows, distances = search.of_vector(vector, k)
     query_col, hits_col = st.columns([1, 5])
-    query_col.image(enlarge(picture, 128), caption=f"{upload.name}, as the model sees it")
+    query_col.image(enlarge(picture, 128), caption=f"{literal(upload.name)}, as the model sees it")
     with hits_col:
         st.caption(f"The {len(rows)} images of this run closest to yours (cosine distance d)")
         image_grid(images[rows], [caption(data, r, d) for r, d in zip(rows, distances)], columns=8)

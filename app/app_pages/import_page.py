@@ -12,6 +12,7 @@ import streamlit as st
 from ssl_core.data import DATASETS
 from ssl_core.data.online import ONLINE_SETS
 from ssl_core.runs import RunStore
+from widgets.literal import literal, sentence
 from widgets.run_picker import select_run
 
 FOLDER = "(a folder of my images)"
@@ -27,11 +28,11 @@ def show_outcome() -> None:
     done = st.session_state.get("import_done")
     if not done:
         return
-    st.success(f"Made run **{done['run_id']}**.")
-    for note in done["notes"]:
-        st.caption(note)
+    st.success(f"Made run **{literal(done['run_id'])}**.")
+    for note in done["notes"]:  # notes and warnings name the user's files and columns
+        st.caption(sentence(note))
     for warning in done["warnings"]:
-        st.warning(warning)
+        st.warning(sentence(warning))
     if st.button("Open in Explore", key="import_open", type="primary"):
         select_run(done["run_id"])
         st.switch_page("app_pages/explore.py", query_params={"run": done["run_id"]})
@@ -42,10 +43,11 @@ def run_with_progress(work) -> None:
     st.session_state.pop("import_done", None)
     bar = st.progress(0.0, text="starting…")
     try:
-        run_id, notes, warnings = work(lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text))
+        run_id, notes, warnings = work(lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0),
+                                                                           text=sentence(text)))
     except FAILURES as e:
         bar.empty()
-        st.error(f"Nothing was imported: {e.args[0] if isinstance(e, KeyError) else e}")
+        st.error(f"Nothing was imported: {sentence(e.args[0] if isinstance(e, KeyError) else e)}")
         return
     select_run(run_id)
     st.session_state["import_done"] = {"run_id": run_id, "notes": notes, "warnings": warnings}

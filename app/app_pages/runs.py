@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from ssl_core import jobs
-from ssl_core.runs import RunStore, RunSummary, get_display_name, set_display_name
+from ssl_core.runs import RunStore, RunSummary, get_display_name, os_error_message, set_display_name
+from widgets.literal import code, literal, sentence
 from widgets.run_picker import SELECTED_RUN, describe, select_run
 
 ACTIVE = ("queued", "running")
@@ -26,7 +27,7 @@ def runs_table(store: RunStore, summaries: list[RunSummary]) -> pd.DataFrame:
             "status": s.status,
             "progress": f"{s.step or 0}/{s.total_steps}" if s.total_steps is not None else "",
             "kNN top-1": s.knn_top1, "created": s.created[:16].replace("T", " "),
-            "note": s.broken or (s.error if s.status in ("failed", "interrupted") else "") or "",
+            "note": s.broken or s.error or "; ".join(s.warnings),
         })
     return pd.DataFrame(rows)
 
@@ -37,40 +38,53 @@ def say(kind: str, text: str) -> None:
 
 
 def rename(store: RunStore, run_id: str) -> None:
-    name = set_display_name(store.get(run_id), st.session_state[f"runs_name_{run_id}"])
-    say("success", f"Run {run_id} is now called “{name}”." if name else f"Run {run_id} has no name now.")
+    try:
+        name = set_display_name(store.get(run_id), st.session_state[f"runs_name_{run_id}"])
+    except (KeyError, ValueError) as e:
+        say("error", f"Cannot rename {literal(run_id)}: {sentence(e.args[0])}")
+        return
+    except OSError as e:
+        say("error", f"Cannot rename {literal(run_id)}: {sentence(os_error_message(e, 'write'))}")
+        return
+    say("success", f"Run {literal(run_id)} is now called “{literal(name)}”." if name
+        else f"Run {literal(run_id)} has no name now.")
 
 
 def resume(store: RunStore, run_id: str) -> None:
     try:
         jobs.resume(store, run_id)
     except (KeyError, ValueError) as e:
-        say("error", f"Cannot resume {run_id}: {e}")
+        say("error", f"Cannot resume {literal(run_id)}: {sentence(e.args[0])}")
+    except OSError as e:
+        say("error", f"Cannot resume {literal(run_id)}: {sentence(os_error_message(e))}")
     else:
         select_run(run_id)
-        say("success", f"Resuming {run_id} from its last checkpoint; follow it on the Train page.")
+        say("success", f"Resuming {literal(run_id)} from its last checkpoint; follow it on the Train page.")
 
 
 def cancel(store: RunStore, run_id: str) -> None:
     if jobs.cancel(store, run_id):
-        say("info", f"Asked {run_id} to stop: it writes a checkpoint, then shows as interrupted.")
+        say("info", f"Asked {literal(run_id)} to stop: it writes a checkpoint, then shows as interrupted.")
     else:
-        say("warning", f"{run_id} is not running any more.")
+        say("warning", f"{literal(run_id)} is not running any more.")
 
 
 def delete(store: RunStore, run_id: str) -> None:
     st.session_state.pop("runs_confirm_delete", None)
     try:
-        store.delete(run_id)
-    except (KeyError, OSError) as e:
-        say("error", f"Could not delete {run_id}: {e}")
+        store.delete(run_id)  # checks, at this click, that nothing trains or post-processes the run
+    except (KeyError, ValueError) as e:
+        say("error", f"Could not delete {literal(run_id)}: {sentence(e.args[0])}")
+    except OSError as e:
+        say("error", f"Could not delete {literal(run_id)}: {sentence(os_error_message(e, 'move or remove'))}. "
+                     "Nothing was lost: the run is still complete, or already gone from the list.")
     else:
-        say("success", f"Deleted run {run_id}.")
+        say("success", f"Deleted run {literal(run_id)}.")
 
 
 store = RunStore()
 st.title("Runs")
-st.caption(f"Runs folder: `{store.root.resolve()}` (set `SSL_EXPLORER_RUNS` to use another)")
+st.caption(f"Runs folder: {code(store.root.resolve())} (set `SSL_EXPLORER_RUNS` to use another)")
 message = st.session_state.pop("runs_message", None)
 if message:
     getattr(st, message[0])(message[1])
@@ -90,7 +104,7 @@ st.dataframe(runs_table(store, summaries), hide_index=True, column_config={
 })
 for s in summaries:
     if s.broken:
-        st.warning(f"**{s.id}** cannot be read: {s.broken}")
+        st.warning(f"**{literal(s.id)}** cannot be read: {sentence(s.broken)}")
 
 # -- one run ------------------------------------------------------------------------------
 st.subheader("Act on a run")
@@ -121,9 +135,9 @@ else:
     cancel_col.button("Cancel", key="runs_cancel", on_click=cancel, args=(store, run_id), disabled=not active,
                       help="stop the job; it keeps a checkpoint and can be resumed")
     if summary.error and summary.status == "failed":
-        st.error(summary.error)
+        st.error(sentence(summary.error))
     elif summary.error and summary.status == "interrupted":
-        st.info(summary.error)
+        st.info(sentence(summary.error))
 
     with st.form(key="runs_rename_form", border=False):
         name_col, save_col = st.columns([4, 1], vertical_alignment="bottom")
@@ -134,7 +148,7 @@ else:
 
 # Deleting takes two clicks: the first asks, the second (a differently labelled button) deletes.
 if st.session_state.get("runs_confirm_delete") == run_id:
-    st.warning(f"Delete run **{run_id}** and every file in its folder? This cannot be undone.")
+    st.warning(f"Delete run **{literal(run_id)}** and every file in its folder? This cannot be undone.")
     yes_col, no_col, _ = st.columns([1, 1, 4])
     yes_col.button("Yes, delete it", key="runs_delete_confirm", type="primary", on_click=delete,
                    args=(store, run_id), disabled=active)

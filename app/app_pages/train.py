@@ -11,8 +11,9 @@ from ssl_core.data import DATASETS
 from ssl_core.data.online import ONLINE_SETS
 from ssl_core.methods import METHODS
 from ssl_core.pipeline import POST_STEPS
-from ssl_core.runs import RunStore
+from ssl_core.runs import RunStore, os_error_message
 from widgets.job_monitor import job_monitor
+from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run, select_run
 
 store = RunStore()
@@ -87,13 +88,20 @@ with st.container(border=True):
         test_size=None if test_size is None else int(test_size), after_training=tuple(after))
     problems = train_form.problems(choices)
     for problem in problems:
-        st.error(f"Cannot start: {problem}")
+        st.error(f"Cannot start: {sentence(problem)}")
     # Checked again on the click itself, with the values that came with it.
     if st.button("Start training", key="train_start", type="primary", disabled=bool(problems)) and not problems:
-        run = jobs.start(store, train_form.build_config(choices), skip=choices.skip)
-        select_run(run.id)
-        st.query_params["run"] = run.id
-        st.success(f"Started run {run.id}. It trains in its own process: closing this tab does not stop it.")
+        try:
+            run = jobs.start(store, train_form.build_config(choices), skip=choices.skip)
+        except OSError as e:
+            st.error(f"Cannot start: {sentence(os_error_message(e, 'write'))}.")
+        except ValueError as e:
+            st.error(f"Cannot start: {sentence(e)}")
+        else:
+            select_run(run.id)
+            st.query_params["run"] = run.id
+            st.success(f"Started run {literal(run.id)}. It trains in its own process: closing this tab does not "
+                       "stop it.")
 
 st.subheader("Follow a run")
 run = pick_run(store, "train", prefer=lambda s: s.status in ("queued", "running"))

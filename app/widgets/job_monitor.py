@@ -13,7 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from ssl_core import jobs
+from ssl_core.compare import knn_skipped
 from ssl_core.runs import Run, RunStore
+from widgets.literal import literal, sentence
 
 REFRESH_S = 2
 LOG_TAIL_BYTES = 16_000
@@ -42,7 +44,7 @@ def job_monitor(store: RunStore, run: Run) -> None:
     try:
         was_active = job_active(run.read_status())
     except (OSError, ValueError) as e:
-        st.error(f"Cannot read the status of {run.id}: {e}")
+        st.error(f"Cannot read the status of {literal(run.id)}: {sentence(e)}")
         return
 
     @st.fragment(run_every=REFRESH_S if was_active else None)
@@ -50,7 +52,7 @@ def job_monitor(store: RunStore, run: Run) -> None:
         try:
             status = run.read_status()
         except (OSError, ValueError) as e:
-            st.error(f"Cannot read the status of {run.id}: {e}")
+            st.error(f"Cannot read the status of {literal(run.id)}: {sentence(e)}")
             return
         if job_active(status) != was_active:
             st.rerun()  # the whole page: starts or stops the timer and redraws the buttons
@@ -69,11 +71,12 @@ def _progress(run: Run, status: dict) -> None:
     total = status.get("total_steps")
     stage = STAGES.get(status.get("stage", ""), status.get("stage", ""))
     state = status["status"]
-    st.markdown(f"**{run.id}** · status **{state}**" + (f" · {stage}" if stage and state != "finished" else ""))
+    st.markdown(f"**{literal(run.id)}** · status **{literal(state)}**"
+                + (f" · {literal(stage)}" if stage and state != "finished" else ""))
     if total:
         st.progress(min(step / total, 1.0), text=f"step {step} of {total}")
     elif state in ("queued", "running"):
-        st.progress(0.0, text="starting…" if state == "queued" else stage)
+        st.progress(0.0, text="starting…" if state == "queued" else literal(stage))
     speed, loss, knn = st.columns(3)
     speeds = [m["images_per_s"] for m in steps if "images_per_s" in m]
     knns = [m["knn_top1"] for m in metrics if m.get("knn_top1") is not None]
@@ -82,11 +85,12 @@ def _progress(run: Run, status: dict) -> None:
     scores = run.read_eval() or {}
     final = scores.get("knn_top1")
     knn.metric("kNN top-1" + (" (final)" if final is not None else ""),
-               f"{final:.3f}" if final is not None else f"{knns[-1]:.3f}" if knns else "–")
+               f"{final:.3f}" if final is not None else f"{knns[-1]:.3f}" if knns
+               else "skipped" if knn_skipped(run) else "–")
     if state == "failed":
-        st.error(f"The job failed: {status.get('error', 'no error text was recorded')}")
+        st.error(f"The job failed: {sentence(status.get('error', 'no error text was recorded'))}")
     elif state == "interrupted":
-        st.info(status.get("error") or "The job was stopped; resume continues from the last checkpoint.")
+        st.info(sentence(status.get("error") or "The job was stopped; resume continues from the last checkpoint."))
 
 
 def _actions(store: RunStore, run: Run, status: dict) -> None:
@@ -95,15 +99,15 @@ def _actions(store: RunStore, run: Run, status: dict) -> None:
     if cancel_col.button("Cancel", key="train_cancel", disabled=state not in ("queued", "running"),
                          help="stop the job after the current step; it keeps a checkpoint"):
         if jobs.cancel(store, run.id):
-            st.toast(f"Stopping {run.id}: it writes a checkpoint, then shows as interrupted.")
+            st.toast(f"Stopping {literal(run.id)}: it writes a checkpoint, then shows as interrupted.")
         else:
-            st.toast(f"{run.id} is not running any more.")
+            st.toast(f"{literal(run.id)} is not running any more.")
     if resume_col.button("Resume", key="train_resume", disabled=state not in ("interrupted", "failed"),
                          help="continue from the last checkpoint"):
         try:
             jobs.resume(store, run.id)
         except (KeyError, ValueError) as e:
-            st.error(f"Cannot resume {run.id}: {e}")
+            st.error(f"Cannot resume {literal(run.id)}: {sentence(e)}")
         else:
             st.rerun()  # the whole page, so the panel starts refreshing
     explore_col.page_link("app_pages/explore.py", label="Open in Explore", icon=":material/scatter_plot:",
@@ -124,8 +128,11 @@ def _curves(run: Run) -> None:
             st.caption("no steps logged yet")
     with knn_col:
         st.caption("kNN top-1 on held-out images, per epoch")
+        skipped = knn_skipped(run)
         if knns:
             st.line_chart(pd.DataFrame(knns), x="epoch", y="kNN top-1", height=260)
+        elif skipped:
+            st.info(f"No kNN check ({sentence(skipped)}).")
         else:
             st.caption("no kNN check yet (one runs at the end of each epoch)")
 

@@ -16,6 +16,7 @@ from plotly.colors import qualitative
 import streamlit as st
 
 from ssl_core.explore import ExploreData
+from ssl_core.export import plotly_text
 
 # Above this many points the browser still draws a WebGL scatter, but the figure's JSON and
 # every rerun grow heavy; the map then shows a fixed sample. Search always uses every row.
@@ -61,7 +62,8 @@ def map_figure(data: ExploreData, colour_by: str = LABEL, rows: np.ndarray | Non
     if colour_by not in colour_options(data):
         raise ValueError(f"cannot colour by '{colour_by}'; choose one of {', '.join(colour_options(data))}")
     rows = display_rows(len(data.ids)) if rows is None else rows
-    hover = np.array([f"{data.ids[r]}<br>{data.label_name(r)}" for r in rows], dtype=object)
+    # Plotly reads these texts as HTML: ids, label names, factor names and levels are escaped.
+    hover = np.array([f"{plotly_text(data.ids[r])}<br>{plotly_text(data.label_name(r))}" for r in rows], dtype=object)
     size = 7 if len(rows) <= 2_000 else 4 if len(rows) <= 20_000 else 3
     categories = _categories(data, colour_by)
 
@@ -76,19 +78,20 @@ def map_figure(data: ExploreData, colour_by: str = LABEL, rows: np.ndarray | Non
         names, order = categories
         shown = names[rows]
         # One trace per category: a legend entry each, which toggles the category on and off.
-        traces = [trace(np.flatnonzero(shown == name), str(name), {"color": PALETTE[i % len(PALETTE)]})
+        traces = [trace(np.flatnonzero(shown == name), plotly_text(name), {"color": PALETTE[i % len(PALETTE)]})
                   for i, name in enumerate(order)]
     elif categories is not None:
         names, order = categories
         code = {name: i for i, name in enumerate(order)}
         values = np.array([code[n] for n in names[rows]])
-        traces = [trace(np.arange(len(rows)), colour_by, {"color": values, "colorscale": "Turbo"}, legend=False)]
+        traces = [trace(np.arange(len(rows)), plotly_text(colour_by), {"color": values, "colorscale": "Turbo"},
+                        legend=False)]
     else:
         values = data.factors[colour_by][rows]
-        hover = np.array([f"{h}<br>{colour_by} {v:.3g}" for h, v in zip(hover, values)], dtype=object)
-        traces = [trace(np.arange(len(rows)), colour_by, {
+        hover = np.array([f"{h}<br>{plotly_text(colour_by)} {v:.3g}" for h, v in zip(hover, values)], dtype=object)
+        traces = [trace(np.arange(len(rows)), plotly_text(colour_by), {
             "color": values, "colorscale": "Viridis", "showscale": True,
-            "colorbar": {"title": {"text": colour_by}}}, legend=False)]
+            "colorbar": {"title": {"text": plotly_text(colour_by)}}}, legend=False)]
 
     figure = go.Figure(traces)
     figure.update_layout(

@@ -13,6 +13,7 @@ from typing import Callable
 import streamlit as st
 
 from ssl_core.runs import Run, RunStore, RunSummary, get_display_name, validate_run_id
+from widgets.literal import literal, sentence
 
 SELECTED_RUN = "selected_run"  # shared by every page, hence no page prefix
 QUERY_PARAM = "run"
@@ -39,15 +40,15 @@ def _adopt_query_param(store: RunStore, summaries: dict[str, RunSummary]) -> boo
     try:
         validate_run_id(requested)
     except ValueError as e:
-        st.error(f"The address asks for a run that cannot exist. {e}. Choose a run below.")
+        st.error(f"The address asks for a run that cannot exist. {sentence(e)}. Choose a run below.")
         return False
     summary = summaries.get(requested)
     if summary is None:
-        st.error(f"The address asks for run '{requested}', but there is no such run in {store.root}. "
-                 "Choose a run below.")
+        st.error(f"The address asks for run '{literal(requested)}', but there is no such run in "
+                 f"{literal(store.root)}. Choose a run below.")
         return False
     if summary.broken:
-        st.error(f"Run '{requested}' cannot be read: {summary.broken}")
+        st.error(f"Run '{literal(requested)}' cannot be read: {sentence(summary.broken)}")
         return False
     select_run(requested)
     return True
@@ -60,16 +61,16 @@ def pick_run(store: RunStore, page: str, label: str = "Run",
     is selected on the newest run that `prefer` accepts; returns the chosen run, or None. `page`
     prefixes the menu's session-state key.
 
-    `blocker` says what keeps a run from this page (None: nothing). A blocked choice shows that
-    reason as a warning and returns None; without `prefer`, the page starts on the newest
-    finished run that nothing blocks."""
+    `blocker` says what keeps a run from this page (None: nothing), as Markdown whose user values
+    went through `literal`. A blocked choice shows that reason as a warning and returns None;
+    without `prefer`, the page starts on the newest finished run that nothing blocks."""
     if prefer is None and blocker is not None:
         prefer = lambda s: s.status == "finished" and blocker(store.get(s.id)) is None  # noqa: E731
     summaries = {s.id: s for s in store.list()}
     link_ok = _adopt_query_param(store, summaries)
     readable = [s for s in reversed(summaries.values()) if not s.broken]
     if not readable:
-        st.info(f"There are no runs in {store.root} yet: start one on the Train page, or run "
+        st.info(f"There are no runs in {literal(store.root)} yet: start one on the Train page, or run "
                 "`ssl-explorer demo` to add the bundled demo runs.")
         return None
     labels = {s.id: describe(s, store.get(s.id)) for s in readable}

@@ -4,6 +4,7 @@ simulate a selection on the map (which AppTest has no driver for)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -28,8 +29,15 @@ def open_page(page: str, query_params: dict[str, str] | None = None) -> AppTest:
     return at
 
 
+def rendered(markdown: str) -> str:
+    """A Markdown text as a reader sees it: without the backslash escapes and word joiners that
+    widgets.literal puts around user values (AppTest gives the Markdown, not what it renders)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
+
+
 def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    """The texts of st.error, st.caption, ... elements, as rendered."""
+    return [rendered(str(e.value)) for e in elements]
 
 
 def select_on_map(at: AppTest, rows: list[int]) -> AppTest:

@@ -8,7 +8,7 @@ import json
 
 from streamlit.testing.v1 import AppTest
 
-from app_driver import open_page, texts
+from app_driver import open_page, rendered, texts
 from ssl_core import jobs
 from ssl_core.clusters import cluster_run, load_clusters
 from ssl_core.outliers import load_outliers, outlier_run, pairs_above
@@ -19,7 +19,7 @@ def open_clusters(run_id: str) -> AppTest:
 
 
 def captions(at: AppTest, marker: str) -> list[str]:
-    return [c for image in at.get("image") for c in image.captions if marker in c]
+    return [rendered(c) for image in at.get("image") for c in image.captions if marker in rendered(c)]
 
 
 def test_with_nothing_stored_the_page_names_the_commands(run):
@@ -89,7 +89,7 @@ def test_the_outlier_gallery_and_the_near_duplicate_pairs(run):
     assert 0 < len(expected) < len(stored)
     assert any(c.startswith(f"{len(expected):,} pairs at similarity {round(middle, 3):.3f}") for c in texts(at.caption))
     first = expected[0]
-    shown = [c for image in at.get("image") for c in image.captions]
+    shown = [rendered(c) for image in at.get("image") for c in image.captions]
     assert f"{first['id_a']} · {first['label_name_a']}" in shown
     assert f"{first['id_b']} · {first['label_name_b']}" in shown
 

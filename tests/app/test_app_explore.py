@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
-from app_driver import open_page, select_on_map, texts
+from app_driver import open_page, rendered, select_on_map, texts
 from ssl_core.explore import load_explore_data, load_search, run_images
 
 
@@ -24,7 +24,7 @@ def decoded(values) -> list:
 
 
 def image_captions(at) -> list[str]:
-    return [c for image in at.get("image") for c in image.captions]
+    return [rendered(c) for image in at.get("image") for c in image.captions]
 
 
 def neighbour_captions(at) -> list[str]:

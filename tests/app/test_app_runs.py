@@ -74,3 +74,45 @@ def test_open_in_explore_switches_to_the_run_on_the_explore_page(run):
     assert texts(at.title) == ["Explore"]
     assert at.selectbox(key="explore_run_picker").value == run.id
     assert at.query_params.get("run") == run.id
+
+
+def test_a_confirmation_opened_before_a_job_started_does_not_delete_the_running_run(run):
+    import subprocess
+    import sys
+
+    at = open_page("runs")
+    at.button(key="runs_delete").click().run()
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run.set_status("running", stage="train", pid=job.pid)  # resumed elsewhere meanwhile
+        at.button(key="runs_delete_confirm").click().run()
+        assert run.config_path.exists() and run.eval_path.exists(), "the running run was deleted"
+        assert any("cancel it first" in e for e in texts(at.error))
+    finally:
+        job.kill()
+        job.wait()
+
+
+def test_a_runs_path_that_is_a_file_is_said_once_plainly(tmp_path, monkeypatch):
+    a_file = tmp_path / "runs.txt"
+    a_file.write_text("")
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(a_file))
+    at = open_page("runs")
+    assert any("is a file, not a folder" in e for e in texts(at.error))
+
+
+def test_renaming_on_a_read_only_disk_says_so_and_keeps_the_old_name(run, monkeypatch):
+    import errno
+
+    from ssl_core import runs as runs_module
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    at = open_page("runs")
+    monkeypatch.setattr(runs_module, "atomic_write_bytes", read_only)
+    at.text_input(key=f"runs_name_{run.id}").input("new name")
+    at.button(key="runs_rename").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("the file system is read-only" in e and "label.txt" in e for e in texts(at.error))
+    assert not (run.path / "label.txt").exists()

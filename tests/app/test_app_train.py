@@ -183,3 +183,21 @@ def test_the_form_builds_the_config_the_cli_would():
     assert train_form.problems(choices) == []
     assert train_form.problems(train_form.TrainChoices(after_training=("project",))) == [
         "the steps after training read the embeddings: keep 'embed' or skip them all"]
+
+
+def test_a_read_only_disk_is_one_sentence_and_leaves_no_half_made_run(runs_dir, monkeypatch):
+    import errno
+
+    from ssl_core import runs as runs_module
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    before = sorted(p.name for p in runs_dir.iterdir())
+    at = fill_tiny_form(open_page("train"))
+    monkeypatch.setattr(runs_module, "atomic_write_bytes", read_only)
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [error] = [e for e in texts(at.error) if "Cannot start" in e]
+    assert "config.json" in error and "the file system is read-only" in error
+    assert sorted(p.name for p in runs_dir.iterdir()) == before, "a folder without a config was left behind"
