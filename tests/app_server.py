@@ -23,11 +23,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served_app(runs_dir: Path, timeout: float = 60) -> Iterator[int]:
-    """`ssl-explorer app` over `runs_dir`, answering on 127.0.0.1; yields its port."""
+def served_app(runs_dir: Path, command: str = "app", timeout: float = 120) -> Iterator[int]:
+    """`ssl-explorer app` (or `demo`) over `runs_dir`, answering on 127.0.0.1; yields its port."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "ssl_core.cli", "app", "--port", str(port), "--runs-dir", str(runs_dir)],
+        [sys.executable, "-m", "ssl_core.cli", command, "--port", str(port), "--runs-dir", str(runs_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.time() + timeout

@@ -11,16 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+from app_server import CHROMIUM, CHROMIUM_ARGS, served_app
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 DEMO_RUN = "demo-simclr-shapes"
 
@@ -33,45 +30,11 @@ if not Path(CHROMIUM).exists():
 playwright = pytest.importorskip("playwright.sync_api")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the app exited with {process.returncode}: {process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"the app did not answer on {url} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    runs_dir = tmp_path_factory.mktemp("browser") / "runs"
-    port = free_port()
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ssl_core.cli", "demo", "--port", str(port), "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(url, process)
-        yield url, started
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with served_app(tmp_path_factory.mktemp("browser") / "runs", "demo") as port:
+        yield f"http://127.0.0.1:{port}", started
 
 
 # Screen position and id (first line of its hover text) of a point in the middle of a trace.
@@ -95,7 +58,7 @@ def test_explore_map_click_shows_neighbours_and_every_page_renders(app_url):
     ARTIFACTS.mkdir()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+                                    args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/explore?run={DEMO_RUN}")
         page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=120_000)
@@ -151,7 +114,7 @@ def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, t
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+                                    args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{url}/compare?runs={','.join(COMPARED)}")
         # Wait for both matrices, not the first: Streamlit draws the page's charts one after another.
