@@ -21,9 +21,9 @@ import numpy as np
 import streamlit as st
 
 from ssl_core.data import ImageSet
-from ssl_core.explore import ExploreData, Search, load_explore_data, load_search, run_dataset, run_images
-from ssl_core.project import PCA_FILE, UMAP_FILE
-from ssl_core.runs import Run
+from ssl_core.steps.browsing import ExploreData, Search, load_explore_data, load_search, run_dataset, run_images
+from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
+from ssl_core.store.runs import Run
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -104,7 +104,7 @@ def _search(root: str, run_id: str, stamp: Fingerprint) -> Search:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the run's encoder…")
 def _method(root: str, run_id: str, stamp: Fingerprint):
-    from ssl_core.encoders import load_run_encoder
+    from ssl_core.models.encoders import load_run_encoder
 
     # One uploaded image at a time: the CPU is enough and leaves the GPU to training jobs.
     return load_run_encoder(Run(Path(root) / run_id), "cpu")
@@ -139,22 +139,22 @@ def _map_files(run: Run) -> list[Path]:
 
 @st.cache_data(max_entries=8, show_spinner="Comparing the runs' embeddings…")
 def _similarity(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> dict:
-    from ssl_core.compare import compare_many
+    from ssl_core.analyses.compare import compare_many
 
     return compare_many(_runs(root, run_ids))
 
 
 @st.cache_data(max_entries=8, show_spinner="Aligning the maps…")
 def _aligned_maps(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> list:
-    from ssl_core.compare import aligned_maps
+    from ssl_core.analyses.compare import aligned_maps
 
     return aligned_maps(_runs(root, run_ids))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _labels(root: str, run_id: str, stamp: Fingerprint) -> tuple[np.ndarray, list[str], list[str]]:
-    from ssl_core.compare import class_names
-    from ssl_core.embed import load_all_embeddings
+    from ssl_core.analyses.compare import class_names
+    from ssl_core.steps.embed import load_all_embeddings
 
     run = Run(Path(root) / run_id)
     _, labels, ids, _ = load_all_embeddings(run)
@@ -163,7 +163,7 @@ def _labels(root: str, run_id: str, stamp: Fingerprint) -> tuple[np.ndarray, lis
 
 @st.cache_data(max_entries=2, show_spinner=False)
 def _comparison_html(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> bytes:
-    from ssl_core.export import comparison_html
+    from ssl_core.analyses.export import comparison_html
 
     return comparison_html(_runs(root, run_ids)).encode()
 
@@ -185,7 +185,7 @@ def labels(run: Run) -> tuple[np.ndarray, list[str], list[str]]:
 
 
 def comparison_html(runs: list[Run]) -> bytes:
-    """The standalone comparison page (ssl_core.export), made once per version of the runs."""
+    """The standalone comparison page (ssl_core.analyses.export), made once per version of the runs."""
     return _comparison_html(*_runs_key(runs, _score_files))
 
 
@@ -197,7 +197,7 @@ def _score_files(run: Run) -> list[Path]:
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _ids_signature(root: str, run_id: str, stamp: Fingerprint) -> str:
-    from ssl_core.compare import ids_signature as signature
+    from ssl_core.analyses.compare import ids_signature as signature
 
     return signature(Run(Path(root) / run_id))
 
@@ -220,28 +220,28 @@ def clusters_key(run: Run) -> Fingerprint:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _clusters(root: str, run_id: str, stamp: Fingerprint) -> tuple[dict, dict[str, np.ndarray]]:
-    from ssl_core.clusters import load_clusters
+    from ssl_core.analyses.clusters import load_clusters
 
     return load_clusters(Run(Path(root) / run_id))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _outliers(root: str, run_id: str, stamp: Fingerprint) -> tuple[dict, dict[str, np.ndarray]]:
-    from ssl_core.outliers import load_outliers
+    from ssl_core.analyses.outliers import load_outliers
 
     return load_outliers(Run(Path(root) / run_id))
 
 
 def clusters(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
     """(clusters.json, clusters.npz arrays) of the run; None while none are stored."""
-    from ssl_core.clusters import has_clusters
+    from ssl_core.analyses.clusters import has_clusters
 
     return _clusters(str(run.path.parent), run.id, clusters_key(run)) if has_clusters(run) else None
 
 
 def outliers(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
     """(outliers.json, outliers.npz arrays) of the run; None while none are stored."""
-    from ssl_core.outliers import has_outliers
+    from ssl_core.analyses.outliers import has_outliers
 
     if not has_outliers(run):
         return None
@@ -250,13 +250,13 @@ def outliers(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
 
 @st.cache_data(max_entries=2, show_spinner=False)
 def _map_html(root: str, run_id: str, stamp: Fingerprint) -> bytes:
-    from ssl_core.export import map_html as page
+    from ssl_core.analyses.export import map_html as page
 
     return page(Run(Path(root) / run_id)).encode()
 
 
 def map_html(run: Run) -> bytes:
-    """The run's map as a standalone HTML page (ssl_core.export), made once per version."""
+    """The run's map as a standalone HTML page (ssl_core.analyses.export), made once per version."""
     return _map_html(str(run.path.parent), run.id, fingerprint(run, *_score_files(run)))
 
 
@@ -287,7 +287,7 @@ def class_names(run: Run) -> list[str]:
 
 def evaluation(run: Run, name: str) -> dict | None:
     """analysis/<name>.json (layers, factors, finetune), or None while it is not stored."""
-    from ssl_core.analysis import result_path
+    from ssl_core.analyses.runner import result_path
 
     result = _run_json(run, result_path(run, name))
     return result if isinstance(result, dict) else None

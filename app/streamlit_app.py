@@ -2,7 +2,7 @@
 
 Pages (app_pages/) stay thin: they read run folders and call ssl_core, with shared pieces in
 widgets/ and the cached loaders in loaders.py. No training and no math happen here; training
-runs as a separate process (ssl_core.jobs).
+runs as a separate process (ssl_core.workflows.jobs).
 """
 
 import sys
@@ -19,7 +19,7 @@ if str(APP_DIR) not in sys.path:
 
 st.set_page_config(layout="wide", page_title="ssl-explorer")
 
-from ssl_core.runs import RunStore  # noqa: E402  (after the path set-up above)
+from ssl_core.store.runs import RunStore  # noqa: E402  (after the path set-up above)
 from widgets.literal import sentence  # noqa: E402
 
 try:

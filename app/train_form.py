@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.pipeline import POST_STEPS
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.workflows.pipeline import POST_STEPS
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -47,7 +47,7 @@ def cuda_available() -> bool:
 def problems(choices: TrainChoices) -> list[str]:
     """Why this form cannot start a run, one sentence each; empty when it can."""
     from ssl_core.data import DATASETS
-    from ssl_core.methods import check_compatible
+    from ssl_core.models.methods import check_compatible
 
     found = []
     try:

@@ -17,8 +17,8 @@ import time
 
 import torch
 
-from ssl_core.augment import ViewConfig, make_views, normalize
-from ssl_core.backbones import build_backbone
+from ssl_core.models.augment import ViewConfig, make_views, normalize
+from ssl_core.models.backbones import build_backbone
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

@@ -7,7 +7,7 @@ The target is under 10 s on one CPU core; rendering is single-threaded numpy.
 import argparse
 import time
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -15,10 +15,11 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from ssl_core.augment import make_views
-from ssl_core.methods import build_method
-from ssl_core.methods.simclr import nt_xent
-from ssl_core.train import TrainingStep, make_optimizer, precision_context
+from ssl_core.models.augment import make_views
+from ssl_core.models.methods import build_method
+from ssl_core.models.methods.simclr import nt_xent
+from ssl_core.core.runtime import precision_context
+from ssl_core.training.loop import TrainingStep, make_optimizer
 
 Pipeline = Callable[[int], None]  # takes k training steps
 

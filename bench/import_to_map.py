@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 
 CHROMIUM = "/usr/bin/chromium"

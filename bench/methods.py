@@ -30,12 +30,12 @@ from pathlib import Path
 
 import torch
 
-from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.embed import embed_run, load_embeddings
-from ssl_core.evaluate import effective_rank, evaluate_run
-from ssl_core.methods import METHODS
-from ssl_core.runs import RunStore
-from ssl_core.train import train
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.steps.embed import embed_run, load_embeddings
+from ssl_core.steps.evaluate import effective_rank, evaluate_run
+from ssl_core.models.methods import METHODS
+from ssl_core.store.runs import RunStore
+from ssl_core.training.loop import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -9,7 +9,7 @@ Every process starts cold, as a job or `ssl-explorer project` does:
           empty NUMBA_CACHE_DIR: what umap-learn costs in a fresh process without our cache
           (the baseline of the ratio), then again on that folder, which pynndescent's own
           `cache=True` kernels filled: what plain umap-learn gets from a cache alone;
-  ours    ssl_core.project (PCA map first, then umap-learn on FAISS neighbours with every kernel
+  ours    ssl_core.steps.projection (PCA map first, then umap-learn on FAISS neighbours with every kernel
           in numba's disk cache), run twice on one new cache folder: the first run fills it
           (what the first map on a machine costs), the second is the steady state (headline).
 Times are wall-clock from the parent, interpreter start and imports included; "first map" is
@@ -49,7 +49,7 @@ print(time.time(), flush=True)
 OURS = """
 import sys, time
 import numpy as np
-from ssl_core.project import project_pca, project_umap
+from ssl_core.steps.projection import project_pca, project_umap
 x = np.load(sys.argv[1])
 np.save(sys.argv[3], project_pca(x))
 print(time.time(), flush=True)  # the first map is on disk
@@ -62,8 +62,8 @@ def shapes_embeddings(n: int, dim: int) -> np.ndarray:
     """`shapes` images through a randomly initialized convnet whose last width is `dim`."""
     import torch
 
-    from ssl_core.backbones.convnet import ConvNet
-    from ssl_core.config import DataConfig
+    from ssl_core.models.backbones.convnet import ConvNet
+    from ssl_core.core.config import DataConfig
     from ssl_core.data import load_dataset
 
     data = load_dataset(DataConfig(dataset="shapes", train_size=n, test_size=100))
@@ -78,8 +78,8 @@ def shapes_embeddings(n: int, dim: int) -> np.ndarray:
 
 
 def run_embeddings(run_id: str, runs_dir: str) -> np.ndarray:
-    from ssl_core.embed import load_all_embeddings
-    from ssl_core.runs import RunStore
+    from ssl_core.steps.embed import load_all_embeddings
+    from ssl_core.store.runs import RunStore
 
     return load_all_embeddings(RunStore(runs_dir).get(run_id))[0]
 
@@ -172,7 +172,7 @@ def write_markdown(r: dict, args: argparse.Namespace) -> None:
         "",
         f"Plain / ours: **{r['ratio']:.1f}x** to the UMAP map, **{r['ratio_first_map']:.0f}x** to the first map.",
         "",
-        "Ours = `ssl_core.project`: the PCA map is written first; UMAP is umap-learn fed exact cosine "
+        "Ours = `ssl_core.steps.projection`: the PCA map is written first; UMAP is umap-learn fed exact cosine "
         "neighbours from FAISS (no pynndescent kernels to compile) with all of its numba kernels in "
         "the disk cache (~/.cache/ssl-explorer/numba in real use; a fresh temporary folder here).",
     ]

@@ -29,10 +29,10 @@ import torch
 from PIL import Image
 
 from harness import SimCLRBench, device_name, measure, pick_device, print_table, random_plan
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.decode import decode_image
-from ssl_core.train import StreamedTrainImages, TrainImages, channel_stats
+from ssl_core.training.loop import StreamedTrainImages, TrainImages, channel_stats
 from train_throughput import standard_loss, standard_transform
 
 

@@ -8,7 +8,7 @@ Three pipelines, same model (backbone + SimCLR projector), same loss (NT-Xent), 
 (AdamW, fused on GPU), same precision (bf16 autocast and channels_last on GPU), measured in one
 process, interleaved round by round so that clock drift hits all three alike:
   (a) ours: uint8 images resident on the device, views made there in one batched call
-      (ssl_core.augment), exactly the step `ssl-explorer train` takes;
+      (ssl_core.models.augment), exactly the step `ssl-explorer train` takes;
   (b) standard: torchvision transforms in a DataLoader over all CPU cores with pinned memory,
       as LightlySSL's examples do (with lightly's SimCLRTransform and NTXentLoss when `lightly`
       is installed);
@@ -28,12 +28,12 @@ import torch
 from PIL import Image
 
 from harness import SimCLRBench, device_name, measure, pick_device, print_table, random_plan
-from ssl_core.augment import ViewConfig
-from ssl_core.config import DataConfig
+from ssl_core.models.augment import ViewConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.online import import_torchvision
-from ssl_core.methods.simclr import nt_xent
-from ssl_core.train import TrainImages, channel_stats
+from ssl_core.models.methods.simclr import nt_xent
+from ssl_core.training.loop import TrainImages, channel_stats
 
 
 def standard_transform(view: ViewConfig, size: int, mean, std):

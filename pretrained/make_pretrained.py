@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.pipeline import run_all
-from ssl_core.runs import RunStore, atomic_write_json
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.workflows.pipeline import run_all
+from ssl_core.store.runs import RunStore, atomic_write_json
 
 HERE = Path(__file__).resolve().parent
 DATA = DataConfig(dataset="shapes", train_size=4000, test_size=1000)
@@ -45,15 +45,15 @@ def slim_checkpoint(path: Path) -> None:
 def analyses_for(backbone: str) -> list[str]:
     """Every analysis, stored with the demo so its pages open filled in; fine-tuning only on the
     convnet runs (on a ViT it takes minutes of CPU per mode)."""
-    from ssl_core.analysis import ANALYSES
+    from ssl_core.analyses.runner import ANALYSES
 
     return [name for name in ANALYSES if backbone == "convnet" or name != "finetune"]
 
 
 def score(run) -> None:
     """eval.json and the analyses, computed again on a run whose embeddings are stored."""
-    from ssl_core.analysis import JOB_FILE, LOG_FILE, not_applicable, run_analyses
-    from ssl_core.evaluate import evaluate_run
+    from ssl_core.analyses.runner import JOB_FILE, LOG_FILE, not_applicable, run_analyses
+    from ssl_core.steps.evaluate import evaluate_run
 
     evaluate_run(run)
     skip = not_applicable(run)
@@ -90,7 +90,7 @@ def main(names: list[str], refresh: bool = False) -> None:
         method, backbone, epochs = RUNS[name]
         config = RunConfig(data=DATA, backbone=BackboneConfig(backbone), method={"name": method},
                            train=TrainConfig(epochs=epochs, batch_size=256, device="cpu", knn_every=5))
-        from ssl_core.train import versions
+        from ssl_core.core.runtime import versions
 
         run = store.create(config, extra={"versions": versions(), "command": ["pretrained/make_pretrained.py"]})
         run_all(run, progress=True)

@@ -6,8 +6,8 @@ import pytest
 
 from app_server import served_app
 from hostile_runs import hostile_run
-from ssl_core.index import index_run
-from ssl_core.runs import Run, RunStore
+from ssl_core.steps.index import index_run
+from ssl_core.store.runs import Run, RunStore
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 
 
 def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int = 48, epochs: int = 2,
@@ -20,8 +20,8 @@ def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int 
 
 def trained_run(root, method: str, *, train_size: int, test_size: int, epochs: int = 1):
     """A tiny run of `method`, trained, embedded and scored (no map, no index) in a RunStore at root."""
-    from ssl_core.pipeline import run_all
-    from ssl_core.runs import RunStore
+    from ssl_core.workflows.pipeline import run_all
+    from ssl_core.store.runs import RunStore
 
     run = RunStore(root).create(tiny_config(method, train_size=train_size, test_size=test_size, epochs=epochs))
     run_all(run, skip=["project", "index"], progress=False, log=lambda message: None)

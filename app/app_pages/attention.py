@@ -13,9 +13,9 @@ import numpy as np
 import streamlit as st
 
 import loaders
-from ssl_core.attention import AttentionMaps, check_rows, compute_maps, panels, why_no_maps
-from ssl_core.explore import decode_upload
-from ssl_core.runs import Run, RunStore
+from ssl_core.analyses.attention import AttentionMaps, check_rows, compute_maps, panels, why_no_maps
+from ssl_core.steps.browsing import decode_upload
+from ssl_core.store.runs import Run, RunStore
 from widgets.image_grid import enlarge
 from widgets.literal import literal, sentence
 from widgets.run_picker import describe, pick_run

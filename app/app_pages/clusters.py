@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 
 import loaders
-from ssl_core import jobs
-from ssl_core.clusters import has_clusters
-from ssl_core.explore import label_name, missing_steps
-from ssl_core.outliers import has_outliers, pairs_above
-from ssl_core.runs import Run, RunStore
+from ssl_core.workflows import jobs
+from ssl_core.analyses.clusters import has_clusters
+from ssl_core.steps.browsing import label_name, missing_steps
+from ssl_core.analyses.outliers import has_outliers, pairs_above
+from ssl_core.store.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run

@@ -15,13 +15,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import loaders
-from ssl_core.analysis import not_applicable, read_result
-from ssl_core.compare import (DIRECTION_NOTES, best_of, knn_skipped, no_label_scores, per_class_accuracy,
+from ssl_core.analyses.runner import not_applicable, read_result
+from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no_label_scores, per_class_accuracy,
                               per_class_unavailable, run_scores, score_rows, training_curve)
-from ssl_core.explore import label_name, missing_steps
-from ssl_core.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
-from ssl_core.project import PCA_FILE, UMAP_FILE
-from ssl_core.runs import Run, RunStore, get_display_name, validate_run_id
+from ssl_core.steps.browsing import label_name, missing_steps
+from ssl_core.analyses.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
+from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
+from ssl_core.store.runs import Run, RunStore, get_display_name, validate_run_id
 from widgets.image_grid import image_grid
 from widgets.literal import literal, sentence
 from widgets.map_figure import selected_rows

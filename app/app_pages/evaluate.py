@@ -11,10 +11,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import loaders
-from ssl_core import jobs
-from ssl_core.analysis import missing_analyses, read_job
-from ssl_core.export import plotly_text
-from ssl_core.runs import Run, RunStore
+from ssl_core.workflows import jobs
+from ssl_core.analyses.runner import missing_analyses, read_job
+from ssl_core.analyses.export import plotly_text
+from ssl_core.store.runs import Run, RunStore
 from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run
 

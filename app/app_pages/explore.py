@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 
 import loaders
-from ssl_core.clusters import KMEANS_FACTOR, with_cluster_factors
-from ssl_core.encoders import has_encoder
-from ssl_core.explore import ExploreData, decode_upload, encode_upload, missing_steps
-from ssl_core.project import PCA_FILE, UMAP_FILE
-from ssl_core.runs import Run, RunStore
+from ssl_core.analyses.clusters import KMEANS_FACTOR, with_cluster_factors
+from ssl_core.models.encoders import has_encoder
+from ssl_core.steps.browsing import ExploreData, decode_upload, encode_upload, missing_steps
+from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
+from ssl_core.store.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
 from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows

@@ -11,7 +11,7 @@ import streamlit as st
 
 from ssl_core.data import DATASETS
 from ssl_core.data.online import ONLINE_SETS
-from ssl_core.runs import RunStore
+from ssl_core.store.runs import RunStore
 from widgets.literal import literal, sentence
 from widgets.run_picker import select_run
 
@@ -54,7 +54,7 @@ def run_with_progress(work) -> None:
 
 
 def import_embeddings_form(store: RunStore) -> None:
-    from ssl_core.importer import MATCHES, import_embeddings
+    from ssl_core.workflows.importer import MATCHES, import_embeddings
 
     st.caption("Embeddings from another model and the images they belong to: paths on the machine running "
                "this app. The map, clusters, neighbours and (with labels) scores then work as for a trained run.")
@@ -87,8 +87,8 @@ def import_embeddings_form(store: RunStore) -> None:
 
 
 def encoder_form(store: RunStore) -> None:
-    from ssl_core.config import DataConfig
-    from ssl_core.encoders import encode_dataset, encoder_spec
+    from ssl_core.core.config import DataConfig
+    from ssl_core.models.encoders import encode_dataset, encoder_spec
 
     st.caption("A trained encoder of your own embeds a dataset; nothing is downloaded. Its weights are a state "
                "dict (`torch.save(model.state_dict(), PATH)`, loaded with weights_only=True) of a torchvision or "

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ssl_core import jobs
-from ssl_core.runs import RunStore, RunSummary, get_display_name, os_error_message, set_display_name
+from ssl_core.workflows import jobs
+from ssl_core.store.runs import RunStore, RunSummary, get_display_name, os_error_message, set_display_name
 from widgets.literal import code, literal, sentence
 from widgets.run_picker import SELECTED_RUN, describe, select_run
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 import train_form
-from ssl_core import jobs
-from ssl_core.backbones import BACKBONES
+from ssl_core.workflows import jobs
+from ssl_core.models.backbones import BACKBONES
 from ssl_core.data import DATASETS
 from ssl_core.data.online import ONLINE_SETS
-from ssl_core.methods import METHODS
-from ssl_core.pipeline import POST_STEPS
-from ssl_core.runs import RunStore, os_error_message
+from ssl_core.models.methods import METHODS
+from ssl_core.workflows.pipeline import POST_STEPS
+from ssl_core.store.runs import RunStore, os_error_message
 from widgets.job_monitor import job_monitor
 from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run, select_run

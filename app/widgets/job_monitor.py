@@ -12,9 +12,9 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from ssl_core import jobs
-from ssl_core.compare import knn_skipped
-from ssl_core.runs import Run, RunStore
+from ssl_core.workflows import jobs
+from ssl_core.analyses.compare import knn_skipped
+from ssl_core.store.runs import Run, RunStore
 from widgets.literal import literal, sentence
 
 REFRESH_S = 2

@@ -15,8 +15,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 import streamlit as st
 
-from ssl_core.explore import ExploreData
-from ssl_core.export import plotly_text
+from ssl_core.steps.browsing import ExploreData
+from ssl_core.analyses.export import plotly_text
 
 # Above this many points the browser still draws a WebGL scatter, but the figure's JSON and
 # every rerun grow heavy; the map then shows a fixed sample. Search always uses every row.

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data.imageset import ImageSet
-from ssl_core.registry import Registry
+from ssl_core.core.registry import Registry
 
 DATASETS: Registry[Callable[[DataConfig], ImageSet]] = Registry("dataset")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data.files import FileImages
 from ssl_core.data.imageset import ImageSet
 

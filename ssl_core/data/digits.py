@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import DATASETS
 from ssl_core.data.convert import split_and_build
 from ssl_core.data.imageset import ImageSet

@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data.convert import split_and_build
 from ssl_core.data.decode import MAX_PIXELS, decode_image  # noqa: F401  (importers use them from here)
 from ssl_core.data.files import FileImages
 from ssl_core.data.imageset import ImageSet
-from ssl_core.runs import atomic_write_bytes
+from ssl_core.store.runs import atomic_write_bytes
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
 

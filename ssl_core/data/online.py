@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import DATASETS
 from ssl_core.data.convert import choose, to_imageset
 from ssl_core.data.imageset import ImageSet

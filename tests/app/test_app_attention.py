@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from app_driver import open_page, texts
-from ssl_core.config import BackboneConfig, DataConfig, RunConfig
-from ssl_core.explore import run_images
-from ssl_core.runs import RunStore
-from ssl_core.train import train
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig
+from ssl_core.steps.browsing import run_images
+from ssl_core.store.runs import RunStore
+from ssl_core.training.loop import train
 from streamlit.testing.v1 import AppTest
 from tiny_runs import tiny_config
 

@@ -9,9 +9,9 @@ import json
 from streamlit.testing.v1 import AppTest
 
 from app_driver import open_page, rendered, texts
-from ssl_core import jobs
-from ssl_core.clusters import cluster_run, load_clusters
-from ssl_core.outliers import load_outliers, outlier_run, pairs_above
+from ssl_core.workflows import jobs
+from ssl_core.analyses.clusters import cluster_run, load_clusters
+from ssl_core.analyses.outliers import load_outliers, outlier_run, pairs_above
 
 
 def open_clusters(run_id: str) -> AppTest:

@@ -13,10 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_driver import APP, texts
-from ssl_core.compare import compare_many, run_scores
-from ssl_core.embed import load_embeddings
-from ssl_core.evaluate import confusion, knn_predict
-from ssl_core.runs import Run, RunStore
+from ssl_core.analyses.compare import compare_many, run_scores
+from ssl_core.steps.embed import load_embeddings
+from ssl_core.steps.evaluate import confusion, knn_predict
+from ssl_core.store.runs import Run, RunStore
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 DEMOS = ["demo-simclr-shapes", "demo-supervised-shapes", "demo-random-shapes"]

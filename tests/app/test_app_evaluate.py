@@ -10,8 +10,8 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from app_driver import open_page, texts
-from ssl_core import analysis
-from ssl_core.runs import atomic_write_json
+from ssl_core.analyses import runner as analysis
+from ssl_core.store.runs import atomic_write_json
 
 
 

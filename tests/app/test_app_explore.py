@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from app_driver import open_page, rendered, select_on_map, texts
-from ssl_core.explore import load_explore_data, load_search, run_images
+from ssl_core.steps.browsing import load_explore_data, load_search, run_images
 
 
 def decoded(values) -> list:

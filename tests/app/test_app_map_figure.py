@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssl_core.explore import ExploreData
+from ssl_core.steps.browsing import ExploreData
 from widgets.map_figure import display_rows, map_figure, selected_rows
 
 

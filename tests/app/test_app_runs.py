@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from app_driver import open_page, texts
 
@@ -104,7 +103,7 @@ def test_a_runs_path_that_is_a_file_is_said_once_plainly(tmp_path, monkeypatch):
 def test_renaming_on_a_read_only_disk_says_so_and_keeps_the_old_name(run, monkeypatch):
     import errno
 
-    from ssl_core import runs as runs_module
+    from ssl_core.store import runs as runs_module
 
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))

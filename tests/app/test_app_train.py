@@ -11,9 +11,9 @@ import pytest
 
 import train_form
 from app_driver import open_page, texts
-from ssl_core import jobs
-from ssl_core.methods import METHODS, Method, register_method
-from ssl_core.runs import RunStore
+from ssl_core.workflows import jobs
+from ssl_core.models.methods import METHODS, Method, register_method
+from ssl_core.store.runs import RunStore
 
 JOB_TIMEOUT_S = 120
 
@@ -188,7 +188,7 @@ def test_the_form_builds_the_config_the_cli_would():
 def test_a_read_only_disk_is_one_sentence_and_leaves_no_half_made_run(runs_dir, monkeypatch):
     import errno
 
-    from ssl_core import runs as runs_module
+    from ssl_core.store import runs as runs_module
 
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from app_driver import open_page, texts
-from ssl_core.clusters import cluster_run
-from ssl_core.pipeline import run_all
-from ssl_core.runs import RunStore
+from ssl_core.analyses.clusters import cluster_run
+from ssl_core.workflows.pipeline import run_all
+from ssl_core.store.runs import RunStore
 from tiny_runs import unlabelled_config, write_unlabelled_digits
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import DATASETS, load_dataset, online
 
 REPO = Path(__file__).resolve().parents[2]

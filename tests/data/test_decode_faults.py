@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.decode import MAX_PIXELS, decode_image
 

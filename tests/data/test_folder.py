@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 
 

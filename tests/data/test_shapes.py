@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_core.config import DataConfig
+from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data import shapes as S
 

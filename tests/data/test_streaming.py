@@ -9,14 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from ssl_core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.data import folder as folder_module
 from ssl_core.data import load_dataset
 from ssl_core.data.files import FileImages, ImageRows, UnreadableImage, iter_batches
-from ssl_core.embed import load_embeddings
-from ssl_core.explore import run_images
-from ssl_core.pipeline import run_post_steps
-from ssl_core.train import TrainingFailed, load_checkpoint, train
+from ssl_core.steps.embed import load_embeddings
+from ssl_core.steps.browsing import run_images
+from ssl_core.workflows.pipeline import run_post_steps
+from ssl_core.models.checkpoint import load_checkpoint
+from ssl_core.training.loop import TrainingFailed, train
 
 
 def write_shapes_folder(root, n_train=64, n_test=16):
