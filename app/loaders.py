@@ -21,7 +21,8 @@ import numpy as np
 import streamlit as st
 
 from ssl_core.data import ImageSet
-from ssl_core.steps.browsing import ExploreData, Search, load_explore_data, load_search, run_dataset, run_images
+from ssl_core.steps.browsing import ExploreData, load_explore_data, run_dataset, run_images
+from ssl_core.steps.index import Search, load_search
 from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
 from ssl_core.store.runs import Run
 
@@ -287,7 +288,7 @@ def class_names(run: Run) -> list[str]:
 
 def evaluation(run: Run, name: str) -> dict | None:
     """analysis/<name>.json (layers, factors, finetune), or None while it is not stored."""
-    from ssl_core.analyses.runner import result_path
+    from ssl_core.analyses.stored import result_path
 
     result = _run_json(run, result_path(run, name))
     return result if isinstance(result, dict) else None

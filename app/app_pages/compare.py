@@ -15,7 +15,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import loaders
-from ssl_core.analyses.runner import not_applicable, read_result
+from ssl_core.analyses.stored import read_result
+from ssl_core.analyses.runner import not_applicable
 from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no_label_scores, per_class_accuracy,
                               per_class_unavailable, run_scores, score_rows, training_curve)
 from ssl_core.steps.browsing import label_name, missing_steps

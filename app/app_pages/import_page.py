@@ -88,7 +88,8 @@ def import_embeddings_form(store: RunStore) -> None:
 
 def encoder_form(store: RunStore) -> None:
     from ssl_core.core.config import DataConfig
-    from ssl_core.models.encoders import encode_dataset, encoder_spec
+    from ssl_core.models.encoders import encoder_spec
+    from ssl_core.workflows.encode import encode_dataset
 
     st.caption("A trained encoder of your own embeds a dataset; nothing is downloaded. Its weights are a state "
                "dict (`torch.save(model.state_dict(), PATH)`, loaded with weights_only=True) of a torchvision or "

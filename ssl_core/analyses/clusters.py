@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ssl_core.analyses.runner import store_result
+from ssl_core.analyses.stored import store_result
 from ssl_core.store.runs import Run
 
 NAME = "clusters"
@@ -305,14 +305,14 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
 
 
 def has_clusters(run: Run) -> bool:
-    from ssl_core.analyses.runner import has_stored
+    from ssl_core.analyses.stored import has_stored
 
     return has_stored(run, NAME)
 
 
 def load_clusters(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(clusters.json, the arrays of clusters.npz) as `cluster_run` stored them."""
-    from ssl_core.analyses.runner import load_stored
+    from ssl_core.analyses.stored import load_stored
 
     return load_stored(run, NAME, "clusters", per_row=("kmeans_labels", "kmeans_distance", "hdbscan_labels",
                                                          "hdbscan_distance", "labels"))

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_core.analyses.runner import store_result
+from ssl_core.analyses.stored import store_result
 from ssl_core.store.runs import Run
 
 MODES = ("frozen", "last_block", "full")

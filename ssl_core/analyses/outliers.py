@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ssl_core.analyses.runner import store_result
+from ssl_core.analyses.stored import store_result
 from ssl_core.analyses.clusters import class_names_of, normalized, small_set_threads
 from ssl_core.store.runs import Run
 
@@ -159,14 +159,14 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
 
 
 def has_outliers(run: Run) -> bool:
-    from ssl_core.analyses.runner import has_stored
+    from ssl_core.analyses.stored import has_stored
 
     return has_stored(run, NAME)
 
 
 def load_outliers(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(outliers.json, the arrays of outliers.npz) as `outlier_run` stored them."""
-    from ssl_core.analyses.runner import load_stored
+    from ssl_core.analyses.stored import load_stored
 
     return load_stored(run, NAME, "outlier scores", per_row=("score", "rank"))
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ssl_core.analyses.runner import store_result
+from ssl_core.analyses.stored import store_result
 from ssl_core.store.runs import Run
 
 Progress = Callable[[float, str], None] | None

@@ -24,10 +24,11 @@ import os
 import time
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ssl_core.store.runs import Run, atomic_write_arrays, atomic_write_json, now_iso, process_alive, process_start_time
+from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
+from ssl_core.analyses.stored import result_path
+from ssl_core.store.runs import Run, atomic_write_json, now_iso, process_alive, process_start_time
 
 # name -> "module:function"; order is the order `run_analyses` runs them in.
 ANALYSES: dict[str, str] = {
@@ -54,56 +55,8 @@ def analysis_function(name: str) -> Callable[..., dict[str, Any]]:
         raise ValueError(f"analysis '{name}' is not available in this installation ({module}.{function}: {e})") from None
 
 
-def result_path(run: Run, name: str) -> Path:
-    return run.analysis_dir / f"{name}.json"
-
-
-def store_result(run: Run, name: str, summary: dict[str, Any], **arrays: Any) -> None:
-    """Store analysis `name`: its arrays as <name>.npz when it has any, then its summary as
-    <name>.json, written last because its presence means the analysis is done."""
-    if arrays:
-        atomic_write_arrays(run.analysis_dir / f"{name}.npz", **arrays)
-    atomic_write_json(result_path(run, name), summary)
-
-
-def has_stored(run: Run, name: str) -> bool:
-    """Whether analysis `name` stored both its summary and its arrays (<name>.json, <name>.npz)."""
-    return result_path(run, name).exists() and (run.analysis_dir / f"{name}.npz").exists()
-
-
-def load_stored(run: Run, name: str, what: str, *, per_row: tuple[str, ...]) -> tuple[dict[str, Any], dict]:
-    """(<name>.json, the arrays of <name>.npz) of an analysis that stores both; the arrays named in
-    `per_row` must have the summary's num_rows rows. Errors name the command that computes it."""
-    import numpy as np
-
-    command = f"ssl-explorer analyze {run.id} --only {name}"
-    if not has_stored(run, name):
-        raise FileNotFoundError(f"run {run.id} has no {what} yet; run `{command}`")
-    try:
-        summary = json.loads(result_path(run, name).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"run {run.id}: analysis/{name}.json is not valid JSON ({e}); run `{command}` again") from None
-    with np.load(run.analysis_dir / f"{name}.npz", allow_pickle=False) as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    if {len(arrays.get(key, ())) for key in per_row} != {summary.get("num_rows")}:
-        raise ValueError(f"run {run.id}: analysis/{name}.npz and {name}.json disagree on the number of rows; "
-                         f"run `{command}` again")
-    return summary, arrays
-
-
-def read_result(run: Run, name: str) -> dict[str, Any] | None:
-    """The stored summary of analysis `name`, or None when it is missing or unreadable."""
-    try:
-        result = json.loads(result_path(run, name).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return result if isinstance(result, dict) else None
-
-
 def not_applicable(run: Run) -> dict[str, str]:
     """{name: why it cannot run on this run} for analyses that do not apply (no encoder, no labels...)."""
-    from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
-
     reasons = {}
     layers = layers_unavailable(run)
     if layers:

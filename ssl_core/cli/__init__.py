@@ -361,7 +361,8 @@ def cmd_import(args: argparse.Namespace, store: RunStore) -> int:
 def cmd_encode(args: argparse.Namespace, store: RunStore) -> int:
     from ssl_core.core.config import DataConfig
     from ssl_core.data import dataset_reference
-    from ssl_core.models.encoders import encode_dataset, encoder_spec
+    from ssl_core.models.encoders import encoder_spec
+    from ssl_core.workflows.encode import encode_dataset
 
     spec = encoder_spec(library="torchscript" if args.torchscript else args.library,
                         weights=args.torchscript or args.weights, architecture=args.arch,

@@ -225,32 +225,3 @@ def load_run_encoder(run, device: torch.device | str = "cpu"):
     from ssl_core.models.checkpoint import load_method
 
     return load_method(run, device)
-
-
-def encode_dataset(store, data, spec: dict[str, Any], *, name: str | None = None, device: str = "auto",
-                   progress=None, log=print):
-    """A run of `spec`'s encoder over the dataset `data` (a DataConfig): embed, score, map, index.
-    The encoder is built (and so checked) before any folder exists, and the run appears in the
-    store only when complete."""
-    from ssl_core.core.config import BackboneConfig, RunConfig, TrainConfig
-    from ssl_core.workflows.pipeline import POST_STEPS, run_post_steps
-    from ssl_core.store.runs import set_display_name
-    from ssl_core.core.runtime import versions
-
-    report = progress or (lambda fraction, text: None)
-    report(0.0, "loading the encoder")
-    build_encoder(spec, data.resolution)
-    config = RunConfig(data=data, backbone=BackboneConfig(name=spec.get("architecture") or "torchscript"),
-                       method=spec, train=TrainConfig(epochs=0, device=device))
-    reached = {"embed": 0.6, "eval": 0.7, "project": 0.95, "index": 1.0}
-
-    def step_done(message: str) -> None:
-        report(reached.get(message.split(":", 1)[0], 0.5), message[:120])
-        log(message)
-
-    with store.create_atomically(config, extra={"versions": versions()}) as run:
-        report(0.05, "embedding the images")
-        run_post_steps(run, POST_STEPS, device=device, progress=progress is None, log=step_done)
-        if name:
-            set_display_name(run, name)
-    return store.get(run.id)

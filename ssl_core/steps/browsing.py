@@ -2,19 +2,22 @@
 
 Everything here reads the run folder (and regenerates or re-reads the run's images from its
 config); nothing trains, embeds a dataset or projects. The app caches `load_explore_data` and
-`load_search` results, so a rerun costs a dictionary lookup.
+`steps.index.load_search` results, so a rerun costs a dictionary lookup.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+import torch
 
 from ssl_core.data.files import FileImages, ImageRows
+from ssl_core.data.imageset import ImageSet
+from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.store.runs import Run
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # uploads larger than this are refused before decoding
@@ -59,10 +62,28 @@ def run_dataset(run: Run):
     """The ImageSet behind a run's embeddings. Generated data is regenerated from config.json,
     folders are read again from disk; an imported run carries its images in its folder."""
     from ssl_core.data import load_dataset
-    from ssl_core.workflows.importer import load_stored_dataset
 
     stored = load_stored_dataset(run)
     return stored if stored is not None else load_dataset(run.config.data)
+
+
+def load_stored_dataset(run: Run):
+    """The ImageSet an imported run carries in its folder (rows train then test, like its
+    embeddings), or None for runs whose images come from their dataset."""
+    images_path = run.dataset_dir / "images.npy"
+    if not images_path.exists():
+        return None
+    _, labels, ids, splits = load_all_embeddings(run)
+    images = np.load(images_path, allow_pickle=False)
+    with np.load(run.dataset_dir / "factors.npz", allow_pickle=False) as stored:
+        factors = {k: stored[k] for k in stored.files}
+    levels = json.loads((run.dataset_dir / "factor_levels.json").read_text())
+    class_names = json.loads((run.embeddings_dir / "class_names.json").read_text())
+    if len(images) != len(ids):
+        raise ValueError(f"run {run.id}: {len(images)} stored images for {len(ids)} embeddings")
+    return ImageSet(name=run.config.data.dataset, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+                    is_train=torch.from_numpy(splits == "train"), ids=tuple(ids), class_names=tuple(class_names),
+                    factors=factors, factor_levels={k: tuple(v) for k, v in levels.items()})
 
 
 def row_order(data) -> np.ndarray:
@@ -102,41 +123,6 @@ def load_explore_data(run: Run, data=None) -> ExploreData:
     return ExploreData(run_id=run.id, coords=coords, labels=labels, ids=list(ids), splits=splits,
                        class_names=list(data.class_names), factors=factors,
                        factor_levels=dict(data.factor_levels), map_kind=map_kind)
-
-
-@dataclass
-class Search:
-    """A run's FAISS index with the vectors it holds, for neighbours of rows or of new images."""
-
-    index: Any
-    vectors: np.ndarray  # (N, D) float32
-
-    def of_row(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows (k,), cosine distances (k,)) nearest to the image at `row`, itself excluded."""
-        if not 0 <= row < len(self.vectors):
-            raise IndexError(f"row {row} is out of range 0..{len(self.vectors) - 1}")
-        rows, distances = self.of_vector(self.vectors[row], k + 1)
-        keep = rows != row
-        return rows[keep][:k], distances[keep][:k]
-
-    def of_vector(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from ssl_core.steps.index import search
-
-        distances, rows = search(self.index, vector, min(k, len(self.vectors)))
-        found = rows[0] >= 0
-        return rows[0][found], distances[0][found]
-
-
-def load_search(run: Run) -> Search:
-    from ssl_core.steps.embed import load_all_embeddings
-    from ssl_core.steps.index import load_index
-
-    vectors, *_ = load_all_embeddings(run)
-    index = load_index(run)
-    if index.ntotal != len(vectors):
-        raise ValueError(f"run {run.id}: the index holds {index.ntotal} vectors for {len(vectors)} "
-                         f"embeddings; run `ssl-explorer index {run.id}`")
-    return Search(index=index, vectors=vectors)
 
 
 def decode_upload(data: bytes, resolution: int) -> np.ndarray:

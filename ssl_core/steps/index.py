@@ -12,11 +12,13 @@ stored index is always a CPU copy, which the app and the CLI load anywhere.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 import time
 from typing import Any
 
 import numpy as np
 
+from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.store.runs import Run, atomic_write_json
 
 IVF_THRESHOLD = 1_000_000  # above this many vectors: IVF (approximate) instead of exact search
@@ -118,15 +120,11 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
     """The k nearest images to the image at `row` (itself excluded), with ids, labels, distances."""
-    from ssl_core.steps.embed import load_all_embeddings
-
     vectors, labels, ids, splits = load_all_embeddings(run)
     if not 0 <= row < len(vectors):
         raise IndexError(f"index {row} is out of range: run {run.id} has {len(vectors)} images (0..{len(vectors) - 1})")
     if k < 1:
         raise ValueError(f"k must be at least 1; got {k}")
-    from ssl_core.steps.browsing import Search
-
     class_names = _class_names(run)
     rows, distances = Search(index=load_index(run), vectors=vectors).of_row(row, k)
 
@@ -150,3 +148,33 @@ def _class_names(run: Run) -> list[str]:
 
     path = run.embeddings_dir / "class_names.json"
     return json.loads(path.read_text()) if path.exists() else []
+
+
+@dataclass
+class Search:
+    """A run's FAISS index with the vectors it holds, for neighbours of rows or of new images."""
+
+    index: Any
+    vectors: np.ndarray  # (N, D) float32
+
+    def of_row(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (k,), cosine distances (k,)) nearest to the image at `row`, itself excluded."""
+        if not 0 <= row < len(self.vectors):
+            raise IndexError(f"row {row} is out of range 0..{len(self.vectors) - 1}")
+        rows, distances = self.of_vector(self.vectors[row], k + 1)
+        keep = rows != row
+        return rows[keep][:k], distances[keep][:k]
+
+    def of_vector(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances, rows = search(self.index, vector, min(k, len(self.vectors)))
+        found = rows[0] >= 0
+        return rows[0][found], distances[0][found]
+
+
+def load_search(run: Run) -> Search:
+    vectors, *_ = load_all_embeddings(run)
+    index = load_index(run)
+    if index.ntotal != len(vectors):
+        raise ValueError(f"run {run.id}: the index holds {index.ntotal} vectors for {len(vectors)} "
+                         f"embeddings; run `ssl-explorer index {run.id}`")
+    return Search(index=index, vectors=vectors)

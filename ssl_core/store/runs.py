@@ -231,6 +231,11 @@ class Run:
         return self.path / "index" / "faiss.index"
 
     @property
+    def dataset_dir(self) -> Path:
+        """Imported runs only: images.npy, factors.npz, factor_levels.json (their own images)."""
+        return self.path / "dataset"
+
+    @property
     def analysis_dir(self) -> Path:
         """Results computed on request after the pipeline: layer and factor probes, fine-tuning,
         clusters, outliers. One file (or a few) per analysis, each rewritten only when asked."""

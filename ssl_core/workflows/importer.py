@@ -30,7 +30,6 @@ stays usable and finished, and the warning says how to make the map again.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +48,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 TABLE_SUFFIXES = (".parquet", ".csv")
 FLOAT16_MAX = 65504.0
 MAX_LEVELS = 256  # a text column with more distinct values than this is not a colouring
-DATASET_DIR = "dataset"  # inside the run folder: images.npy, factors.npz, factor_levels.json
 
 Progress = Callable[[float, str], None]
 
@@ -606,7 +604,7 @@ def write_rows(run: Run, vectors: np.ndarray, ids: list[str], labels: np.ndarray
         _save_npy(run.embeddings_dir / f"{split}_labels.npy", labels[part].astype(np.int64))
         atomic_write_json(run.embeddings_dir / f"{split}_ids.json", ids[part])
     atomic_write_json(run.embeddings_dir / "class_names.json", list(class_names))
-    folder = run.path / DATASET_DIR
+    folder = run.dataset_dir
     _save_npy(folder / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
     buffer = io.BytesIO()
     np.savez(buffer, **factors)
@@ -638,27 +636,3 @@ def map_run(run: Run, warn: Callable[[str], None]) -> None:
     except Exception as e:
         run.set_status("finished", stage="done")
         warn(f"the UMAP map failed ({type(e).__name__}: {e}); run `ssl-explorer project {run.id}` to try again")
-
-
-def load_stored_dataset(run: Run):
-    """The ImageSet an imported run carries in its folder (rows train then test, like its
-    embeddings), or None for runs whose images come from their dataset."""
-    images_path = run.path / DATASET_DIR / "images.npy"
-    if not images_path.exists():
-        return None
-    import torch
-
-    from ssl_core.data.imageset import ImageSet
-    from ssl_core.steps.embed import load_all_embeddings
-
-    _, labels, ids, splits = load_all_embeddings(run)
-    images = np.load(images_path, allow_pickle=False)
-    with np.load(run.path / DATASET_DIR / "factors.npz", allow_pickle=False) as stored:
-        factors = {k: stored[k] for k in stored.files}
-    levels = json.loads((run.path / DATASET_DIR / "factor_levels.json").read_text())
-    class_names = json.loads((run.embeddings_dir / "class_names.json").read_text())
-    if len(images) != len(ids):
-        raise ValueError(f"run {run.id}: {len(images)} stored images for {len(ids)} embeddings")
-    return ImageSet(name=run.config.data.dataset, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
-                    is_train=torch.from_numpy(splits == "train"), ids=tuple(ids), class_names=tuple(class_names),
-                    factors=factors, factor_levels={k: tuple(v) for k, v in levels.items()})

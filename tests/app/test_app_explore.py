@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 from app_driver import open_page, rendered, select_on_map, texts
-from ssl_core.steps.browsing import load_explore_data, load_search, run_images
+from ssl_core.steps.browsing import load_explore_data, run_images
+from ssl_core.steps.index import load_search
 
 
 def decoded(values) -> list:

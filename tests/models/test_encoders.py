@@ -17,7 +17,8 @@ from torch import nn
 from ssl_core.core.config import DataConfig
 from ssl_core.data.online import import_torchvision
 from ssl_core.steps.embed import load_all_embeddings
-from ssl_core.models.encoders import build_encoder, encode_dataset, encoder_spec, load_run_encoder
+from ssl_core.models.encoders import build_encoder, encoder_spec, load_run_encoder
+from ssl_core.workflows.encode import encode_dataset
 from ssl_core.steps.browsing import encode_upload, image_data_uri, load_explore_data, run_images
 
 # torch.jit is deprecated in favour of torch.export, but TorchScript files are what users have.

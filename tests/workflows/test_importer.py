@@ -17,7 +17,8 @@ from PIL import Image
 
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.evaluate import linear_cka
-from ssl_core.steps.browsing import load_explore_data, load_search, run_images
+from ssl_core.steps.browsing import load_explore_data, run_images
+from ssl_core.steps.index import load_search
 from ssl_core.workflows.importer import InvalidImport, import_embeddings
 from ssl_core.steps.index import neighbors
 from ssl_core.store.runs import Run, RunStore, get_display_name
