@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.models.methods import run_kind
 from ssl_core.workflows.pipeline import run_all
 from ssl_core.store.runs import RunStore, atomic_write_json
 
@@ -92,7 +93,8 @@ def main(names: list[str], refresh: bool = False) -> None:
                            train=TrainConfig(epochs=epochs, batch_size=256, device="cpu", knn_every=5))
         from ssl_core.core.runtime import versions
 
-        run = store.create(config, extra={"versions": versions(), "command": ["pretrained/make_pretrained.py"]})
+        run = store.create(config, extra={"versions": versions(), "command": ["pretrained/make_pretrained.py"],
+                                          "kind": run_kind(config.method["name"])})
         run_all(run, progress=True)
         slim_checkpoint(run.checkpoint_path)
         score(run)

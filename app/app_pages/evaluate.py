@@ -86,7 +86,8 @@ def layers_panel(result: dict) -> None:
                          margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, key="evaluate_layers")
     settings = result.get("settings", {})
-    st.caption(f"Pooling: {settings.get('pooling', '?')}. Probe fitted on {settings.get('train_rows', '?'):,} "
+    st.caption(f"Layers of the {literal(settings.get('network') or 'backbone')} the embedding comes from. "
+               f"Pooling: {settings.get('pooling', '?')}. Probe fitted on {settings.get('train_rows', '?'):,} "
                f"train images (of {settings.get('train_rows_available', '?'):,}), scored on "
                f"{settings.get('test_rows', '?'):,} test images.")
 
@@ -120,7 +121,8 @@ def finetune_panel(result: dict) -> None:
     frame = frame[[c for c in ("mode", "top1", "epochs", "steps", "seconds", "trainable_params") if c in frame]]
     st.dataframe(frame, hide_index=True)
     settings = result.get("settings", {})
-    st.caption(f"Linear head on the backbone; {settings.get('optimizer', 'AdamW')}, batch "
+    st.caption(f"Linear head on the {literal(settings.get('network') or 'backbone')}'s embedding; "
+               f"{settings.get('optimizer', 'AdamW')}, batch "
                f"{settings.get('batch_size', '?')}, head lr {settings.get('head_lr', '?')}, backbone lr "
                f"{settings.get('backbone_lr', '?')}, {settings.get('augmentation', '')}, on {settings.get('device', '?')}.")
 

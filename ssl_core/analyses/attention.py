@@ -19,10 +19,11 @@ which regions look like the whole image to the encoder; it is a different techni
 always labelled as such.
 
 The encoder is the run's trained method (`ssl_core.models.encoders.load_run_encoder`); the module whose
-features make the run's embeddings is the method's backbone (I-JEPA: its target encoder). Runs
-whose embeddings do not come from such a backbone (the `pixels` and `ddpm` methods, imported
-runs and user encoders) get a ValueError that says why. A few images take well under a second
-on a CPU, so maps are computed on request and not stored.
+features make the run's embeddings is the one the method names (`Method.representation_module`:
+its backbone, I-JEPA's target encoder). A method whose embeddings no map would describe says why
+(`Method.no_maps`: the `pixels` and `ddpm` methods, user encoders); that reason, or that an
+imported run has no encoder, is the ValueError. A few images take well under a second on a CPU,
+so maps are computed on request and not stored.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from ssl_core.data.shapes import shape_masks
+from ssl_core.models import augment
+from ssl_core.models.backbones.convnet import ConvNet
+from ssl_core.models.backbones.resnet import ResNet18
+from ssl_core.models.encoders import check_embeddable, encoder_class, has_encoder, load_run_encoder
+from ssl_core.steps.browsing import run_dataset, run_images
 
 ATTENTION = "attention"
 SALIENCY = "embedding-similarity saliency"
@@ -43,13 +50,6 @@ TECHNIQUE_NOTES = {
     SALIENCY: "embedding-similarity saliency (not attention; the backbone is a CNN): the cosine similarity "
               "between the pooled image embedding and each position of the last feature map",
 }
-# Methods whose embeddings are not the backbone's features: no map would describe them.
-NO_BACKBONE_FEATURES = {
-    "pixels": "the pixels baseline embeds the resized image itself; it has no encoder to look anywhere",
-    "ddpm": "DDPM's embeddings come from its UNet's bottleneck, not from a ViT or CNN backbone",
-}
-# Methods that embed with another copy of the backbone than `method.backbone`.
-EMBEDDING_MODULE = {"ijepa": "target_encoder"}  # I-JEPA evaluates its EMA target encoder
 
 
 @dataclass
@@ -169,9 +169,6 @@ def is_vit(module: nn.Module) -> bool:
 def feature_map(backbone: nn.Module, x: Tensor) -> Tensor:
     """(B, 3, R, R) normalized images -> (B, C, h, w): the CNN's last feature map, the one its
     global average pooling turns into the embedding."""
-    from ssl_core.models.backbones.convnet import ConvNet
-    from ssl_core.models.backbones.resnet import ResNet18
-
     if isinstance(backbone, ConvNet):
         return backbone.features(x.contiguous(memory_format=torch.channels_last))
     if isinstance(backbone, ResNet18):
@@ -180,19 +177,12 @@ def feature_map(backbone: nn.Module, x: Tensor) -> Tensor:
 
 
 def embedding_backbone(method: nn.Module, run_id: str = "this run") -> nn.Module:
-    """The ViT or CNN whose features make the run's embeddings; ValueError when there is none."""
-    from ssl_core.models.encoders import Encoder
-
-    if isinstance(method, Encoder):
-        raise ValueError(f"run {run_id} embeds with a user's encoder (torchvision, timm or TorchScript); attention "
-                         "maps and saliency are drawn for this project's ViT and CNN backbones only")
-    name = getattr(method, "name", "")
-    if name in NO_BACKBONE_FEATURES:
-        raise ValueError(f"run {run_id} has no attention or saliency map: {NO_BACKBONE_FEATURES[name]}")
-    module = getattr(method, EMBEDDING_MODULE.get(name, "backbone"), None)
-    if module is None:
-        raise ValueError(f"run {run_id}'s method '{name}' has no backbone to draw maps from")
-    return module
+    """The ViT or CNN whose features make the run's embeddings (`Method.representation_module`);
+    ValueError with the model's reason (`no_maps`) when no map would describe them."""
+    reason = getattr(method, "no_maps", None)
+    if reason:
+        raise ValueError(f"run {run_id} has no attention or saliency map: {reason}")
+    return method.representation_module()
 
 
 @torch.no_grad()
@@ -216,8 +206,6 @@ def cnn_saliency(backbone: nn.Module, x: Tensor) -> Tensor:
 
 
 def _normalized(method: nn.Module, images_u8: np.ndarray) -> Tensor:
-    from ssl_core.models import augment
-
     device = next((p.device for p in method.parameters()), torch.device("cpu"))
     x = torch.from_numpy(np.array(images_u8)).to(device)  # a writable copy
     return method.normalize(augment.to_float(x))
@@ -259,21 +247,19 @@ def check_rows(rows: list[int] | np.ndarray, n: int) -> list[int]:
 def why_no_maps(run) -> str | None:
     """What stops maps of `run` from being drawn, as a sentence for the page; None when nothing
     does (the checks that need no model: the weights are loaded only when maps are asked for)."""
-    from ssl_core.models.encoders import METHOD, has_encoder
-
     try:
-        config = run.config
+        run.config  # raises when config.json is missing or describes no run
     except (OSError, ValueError) as e:
         return f"Run {run.id} cannot be read: {e}"
-    name = config.method.get("name")
     if not has_encoder(run):
         return (f"Run {run.id} was imported with its embeddings and has no encoder, so there is no attention "
                 "or saliency to draw. Maps need a run trained here (a ViT or CNN backbone).")
-    if name == METHOD:
-        return (f"Run {run.id} embeds with a user's encoder ({config.backbone.name}); attention maps and "
-                "saliency are drawn for this project's ViT and CNN backbones only.")
-    if name in NO_BACKBONE_FEATURES:
-        return f"Run {run.id} has no attention or saliency map: {NO_BACKBONE_FEATURES[name]}."
+    try:
+        reason = encoder_class(run).no_maps  # the method knows whether a map describes its embeddings
+    except KeyError as e:  # a method no longer registered
+        return f"Run {run.id} cannot be drawn: {e.args[0]}."
+    if reason:
+        return f"Run {run.id} has no attention or saliency map: {reason}."
     if not run.checkpoint_path.exists():
         state = run.read_status().get("status", "unknown")
         return (f"Run {run.id} has no checkpoint yet (it is {state}): maps are drawn from the trained weights, "
@@ -283,10 +269,11 @@ def why_no_maps(run) -> str | None:
 
 def run_attention(run, rows: list[int], *, device: str = "cpu", method: nn.Module | None = None) -> AttentionMaps:
     """Maps of the run's own images at `rows` (train rows, then test rows). `method` is the run's
-    loaded encoder when the caller already holds it (the app's cached loader)."""
-    from ssl_core.models.encoders import check_embeddable, load_run_encoder
-    from ssl_core.steps.browsing import run_images
-
+    loaded encoder when the caller already holds it (the app's cached loader). ValueError with
+    `why_no_maps`'s reason (the Attention page's) when the run has no maps to draw."""
+    why = why_no_maps(run)
+    if why is not None:
+        raise ValueError(why)
     check_embeddable(run)
     if method is None:
         method = load_run_encoder(run, device)
@@ -299,10 +286,6 @@ def in_mask_attention(run, *, split: str = "test", limit: int | None = None, bat
                       device: str = "cpu", progress=None) -> dict:
     """How much of a ViT's mean-over-heads CLS attention (and of its rollout) falls on the
     object, averaged over the images of `split` of a `shapes` run (its masks are known)."""
-    from ssl_core.data.shapes import shape_masks
-    from ssl_core.models.encoders import load_run_encoder
-    from ssl_core.steps.browsing import run_dataset
-
     if run.config.data.dataset != "shapes":
         raise ValueError(f"run {run.id} is on '{run.config.data.dataset}'; the in-mask share needs the "
                          "shapes dataset, whose object masks are known")

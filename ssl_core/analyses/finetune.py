@@ -1,9 +1,13 @@
-"""Transfer as users do it ("finetune"): a linear classifier on the run's backbone, trained for
-one fixed budget in three ways.
+"""Transfer as users do it ("finetune"): a linear classifier on the run's representation (what
+`Method.encode` returns: the backbone's pooled features, DDPM's UNet bottleneck, I-JEPA's target
+encoder), trained for one fixed budget in three ways.
 
-    frozen      only the head learns; the backbone (BatchNorm statistics included) stays as trained
-    last_block  the head and the backbone's last block (`Backbone.last_block`) learn
-    full        every weight learns
+    frozen      only the head learns; the encoder (BatchNorm statistics included) stays as trained
+    last_block  the head and the encoder's last block learn
+    full        every weight the representation is read from learns
+
+What each mode unfreezes is the method's answer (`Method.finetune_modules`), so only weights the
+method trained ever learn here (never, e.g., the convnet that DDPM is handed and does not use).
 
 Each mode starts from the run's checkpoint (loaded afresh; the checkpoint file is never written),
 sees the same images in the same order with the same light augmentation (a random resized crop
@@ -34,6 +38,12 @@ from torch import nn
 
 from ssl_core.analyses.stored import store_result
 from ssl_core.store.runs import Run
+from ssl_core.analyses.probes import cap_rows, layers_unavailable
+from ssl_core.core.runtime import precision_context, resolve_device
+from ssl_core.models import augment
+from ssl_core.models.encoders import load_run_encoder
+from ssl_core.steps.browsing import run_dataset
+from ssl_core.training.loop import epoch_order, lr_factor
 
 MODES = ("frozen", "last_block", "full")
 Progress = Callable[[float, str], None] | None
@@ -58,35 +68,40 @@ class FinetuneSettings:
 
 
 def _unavailable(run: Run) -> str | None:
-    from ssl_core.analyses.probes import layers_unavailable
-
-    return layers_unavailable(run)  # the same needs: a trainable backbone and labels
+    return layers_unavailable(run)  # the same needs: an encoder with declared layers, and labels
 
 
 def _head(dim: int, num_classes: int) -> nn.Module:
     return nn.Sequential(nn.BatchNorm1d(dim, affine=False), nn.Linear(dim, num_classes))
 
 
-def _set_mode(backbone: nn.Module, mode: str) -> list[nn.Parameter]:
-    """Freeze what `mode` keeps fixed and put it in eval mode; returns the backbone's learning
-    parameters."""
+def _parameters(modules: list[nn.Module]) -> list[nn.Parameter]:
+    """The modules' parameters, each once (a module may appear inside another)."""
+    seen: dict[int, nn.Parameter] = {}
+    for module in modules:
+        for p in module.parameters():
+            seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+def _set_mode(method, mode: str) -> list[nn.Parameter]:
+    """Freeze the whole method in eval mode, then let learn (and put in train mode) what the
+    method unfreezes for `mode`; returns the learning parameters."""
     if mode not in MODES:
         raise ValueError(f"unknown fine-tuning mode '{mode}'; known: {', '.join(MODES)}")
-    backbone.requires_grad_(mode == "full")
-    backbone.train(mode == "full")
-    if mode == "last_block":
-        for module in backbone.last_block():
-            module.requires_grad_(True)
-            module.train()
-    return [p for p in backbone.parameters() if p.requires_grad]
+    unfrozen = method.finetune_modules(mode)
+    method.requires_grad_(False)
+    method.eval()
+    for module in unfrozen:
+        module.requires_grad_(True)
+        module.train()
+    return _parameters(unfrozen)
 
 
 @torch.no_grad()
 def accuracy(method, head: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, *,
              device: torch.device, batch_size: int = 512) -> float:
-    """Top-1 of backbone + head on labelled images (label < 0 is not scored), in eval mode."""
-    from ssl_core.models import augment
-
+    """Top-1 of representation + head on labelled images (label < 0 is not scored), in eval mode."""
     method.eval()
     head.eval()
     known = labels >= 0
@@ -94,7 +109,7 @@ def accuracy(method, head: nn.Module, images_u8: torch.Tensor, labels: torch.Ten
     correct = 0
     for start in range(0, len(images_u8), batch_size):
         x = method.normalize(augment.to_float(images_u8[start:start + batch_size].to(device)))
-        logits = head(method.backbone(x).float())
+        logits = head(method.encode(x).float())
         correct += int((logits.argmax(1).cpu() == labels[start:start + batch_size]).sum())
     return correct / max(len(images_u8), 1)
 
@@ -103,12 +118,10 @@ def finetune_mode(method, mode: str, train_images: torch.Tensor, train_labels: t
                   test_images: torch.Tensor, test_labels: torch.Tensor, *, num_classes: int, seed: int = 0,
                   settings: FinetuneSettings | None = None, device: torch.device | str = "cpu",
                   progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-    """Train a head on `method.backbone` (changing the backbone in place as `mode` allows) and
-    return {"mode", "top1", "epochs", "steps", "seconds", "trainable_params", "backbone_change"}."""
-    from ssl_core.models import augment
-    from ssl_core.core.runtime import precision_context, resolve_device
-    from ssl_core.training.loop import epoch_order, lr_factor
-
+    """Train a head on the method's representation (`encode`), changing the method in place as
+    its `finetune_modules(mode)` allows, and return {"mode", "top1", "epochs", "steps",
+    "seconds", "trainable_params", "backbone_change"} (the relative change of the weights that
+    "full" would unfreeze)."""
     settings = settings or FinetuneSettings()
     device = resolve_device(str(device))
     if settings.epochs < 1 or settings.batch_size < 1:
@@ -120,11 +133,11 @@ def finetune_mode(method, mode: str, train_images: torch.Tensor, train_labels: t
         raise ValueError("fine-tuning needs labelled train images")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    backbone = method.backbone.to(device)
     method.to(device)
-    before = [p.detach().clone() for p in backbone.parameters()]
-    head = _head(backbone.out_dim, num_classes).to(device)
-    learning = _set_mode(backbone, mode)
+    encoder_weights = _parameters(method.finetune_modules("full"))
+    before = [p.detach().clone() for p in encoder_weights]
+    head = _head(method.embedding_dim, num_classes).to(device)
+    learning = _set_mode(method, mode)
     groups = [{"params": list(head.parameters()), "lr": settings.head_lr}]
     if learning:
         groups.append({"params": learning, "lr": settings.backbone_lr})
@@ -147,10 +160,10 @@ def finetune_mode(method, mode: str, train_images: torch.Tensor, train_labels: t
             x = method.normalize(x)
             with precision_context(device):
                 if learning:
-                    features = backbone(x)
+                    features = method.encode(x)
                 else:
                     with torch.no_grad():
-                        features = backbone(x)
+                        features = method.encode(x)
                 loss = F.cross_entropy(head(features.float()), labels[idx])
             if not math.isfinite(loss.item()):
                 raise ValueError(f"fine-tuning ({mode}) diverged at step {step}: loss {loss.item()}; "
@@ -162,10 +175,9 @@ def finetune_mode(method, mode: str, train_images: torch.Tensor, train_labels: t
             if progress is not None:
                 progress(step / total)
     top1 = accuracy(method, head, test_images, test_labels, device=device, batch_size=settings.eval_batch_size)
-    after = list(backbone.parameters())
-    change = math.sqrt(sum(float((a.detach() - b).pow(2).sum()) for a, b in zip(after, before)))
+    change = math.sqrt(sum(float((a.detach() - b).pow(2).sum()) for a, b in zip(encoder_weights, before)))
     norm = math.sqrt(sum(float(b.pow(2).sum()) for b in before))
-    backbone.requires_grad_(False)
+    method.requires_grad_(False)
     return {"mode": mode, "top1": round(top1, 4), "epochs": settings.epochs, "steps": step,
             "seconds": round(time.perf_counter() - t0, 2), "trainable_params": int(sum(p.numel() for p in learning)),
             "backbone_change": round(change / max(norm, 1e-12), 6)}
@@ -173,12 +185,7 @@ def finetune_mode(method, mode: str, train_images: torch.Tensor, train_labels: t
 
 def finetune_run(run: Run, *, device: str = "cpu", progress: Progress = None,
                  settings: FinetuneSettings | None = None, modes: tuple[str, ...] = MODES) -> dict[str, Any]:
-    """Fine-tune the run's backbone in each mode; writes analysis/finetune.json."""
-    from ssl_core.models.encoders import load_run_encoder
-    from ssl_core.steps.browsing import run_dataset
-    from ssl_core.analyses.probes import cap_rows
-    from ssl_core.core.runtime import resolve_device
-
+    """Fine-tune the run's encoder in each mode; writes analysis/finetune.json."""
     reason = _unavailable(run)
     if reason:
         raise ValueError(f"run {run.id}: no fine-tuning: {reason}")
@@ -191,10 +198,11 @@ def finetune_run(run: Run, *, device: str = "cpu", progress: Progress = None,
     train, test = data.train, data.test
     train = train.subset(cap_rows(train.labels.numpy(), settings.max_train_rows, seed))
     test = test.subset(cap_rows(test.labels.numpy(), settings.max_test_rows, seed))
-    results = []
+    results, network = [], None
     for i, mode in enumerate(modes):
         report(i / len(modes), f"fine-tuning: {mode}")
         method = load_run_encoder(run, device_used)  # a fresh copy of the checkpoint's weights per mode
+        network = type(method.representation_module()).__name__
         results.append(finetune_mode(
             method, mode, train.images, train.labels, test.images, test.labels, num_classes=data.num_classes,
             seed=seed, settings=settings, device=device_used,
@@ -204,6 +212,7 @@ def finetune_run(run: Run, *, device: str = "cpu", progress: Progress = None,
                                                "head": "BatchNorm (no affine) + linear",
                                                "augmentation": "random resized crop, no flip",
                                                "device": str(device_used), "backbone": run.config.backbone.name,
+                                               "network": network,
                                                "train_rows": int((train.labels >= 0).sum()),
                                                "test_rows": int((test.labels >= 0).sum())},
                "seconds": round(sum(r["seconds"] for r in results), 2)}

@@ -2,7 +2,8 @@
 generative factor ("factors").
 
 Layer-wise probe: every train and test image goes through the run's encoder once (eval mode,
-no gradients, in batches); each layer the backbone declares (`Backbone.forward_layers`) is
+no gradients, in batches); each layer the method declares (`Method.probe_layers`: its
+backbone's by default, DDPM's UNet, I-JEPA's target encoder; the deepest is the embedding) is
 pooled to one vector per image and scored with the same linear probe as eval.json
 (`evaluate.linear_probe`). The curve shows at which depth the classes become linearly separable.
 
@@ -28,6 +29,11 @@ import torch
 
 from ssl_core.analyses.stored import store_result
 from ssl_core.store.runs import Run
+from ssl_core.models import augment
+from ssl_core.models.encoders import encoder_class, load_run_encoder
+from ssl_core.steps.browsing import run_dataset
+from ssl_core.steps.embed import load_embeddings
+from ssl_core.steps.evaluate import linear_probe
 
 Progress = Callable[[float, str], None] | None
 
@@ -67,13 +73,14 @@ def has_labels(run: Run) -> bool | None:
 
 def layers_unavailable(run: Run) -> str | None:
     """Why the layer-wise probe cannot run on `run`, or None when it can."""
-    method = run.config.method.get("name")
-    if method == "imported":
+    if run.kind == "imported":
         return "the run was imported with its embeddings: there is no encoder whose layers could be probed"
-    if method == "encoder":
-        return "the run's encoder is the user's own network, whose layers are not declared"
-    if method == "pixels":
-        return "the pixels baseline has no layers: its representation is the image itself"
+    try:
+        reason = encoder_class(run).no_layers  # the method knows whether it has layers to read
+    except KeyError as e:  # a method no longer registered
+        return str(e.args[0])
+    if reason:
+        return reason
     if has_labels(run) is False:
         return "no labels: the dataset has no labelled train and test images to fit a classifier on"
     return None
@@ -81,7 +88,7 @@ def layers_unavailable(run: Run) -> str | None:
 
 def factors_unavailable(run: Run) -> str | None:
     """Why the factor probe cannot run, when that is known without loading the dataset."""
-    if run.config.method.get("name") == "imported" and not (run.path / "dataset" / "factors.npz").exists():
+    if run.kind == "imported" and not (run.path / "dataset" / "factors.npz").exists():
         return "the run was imported without metadata columns: there are no factors to probe"
     return None
 
@@ -91,10 +98,11 @@ def factors_unavailable(run: Run) -> str | None:
 def layer_features(method, images_u8: torch.Tensor, *, device: torch.device | str = "cpu",
                    batch_size: int = LAYER_BATCH, progress: Callable[[float], None] | None = None
                    ) -> dict[str, np.ndarray]:
-    """uint8 images (N, H, W, 3) -> {layer name: float32 (N, D_layer)} through the method's
-    backbone (its own normalization, eval mode), layers in the order the backbone declares."""
-    from ssl_core.models import augment
-
+    """uint8 images (N, H, W, 3) -> {layer name: float32 (N, D_layer)}: the layers the method
+    declares (`Method.probe_layers`: its own normalization, eval mode), shallow to deep; the
+    deepest is the embedding. ValueError, with the method's reason, when it has no layers."""
+    if getattr(method, "no_layers", None):
+        raise ValueError(method.no_layers)
     was_training = method.training
     method.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
@@ -102,7 +110,7 @@ def layer_features(method, images_u8: torch.Tensor, *, device: torch.device | st
         for start in range(0, len(images_u8), batch_size):
             batch = images_u8[start:start + batch_size].to(device, non_blocking=True)
             x = method.normalize(augment.to_float(batch))
-            for name, pooled in method.backbone.forward_layers(x).items():
+            for name, pooled in method.probe_layers(x).items():
                 chunks.setdefault(name, []).append(pooled.float().cpu())
             if progress is not None:
                 progress(min(start + batch_size, len(images_u8)) / max(len(images_u8), 1))
@@ -121,8 +129,6 @@ def cap_rows(labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
 def probe_layers(train_features: dict[str, np.ndarray], train_y: np.ndarray, test_features: dict[str, np.ndarray],
                  test_y: np.ndarray, *, seed: int = 0, progress: Progress = None) -> list[dict[str, Any]]:
     """[{"name", "dim", "linear_top1"}] per layer: `evaluate.linear_probe` on each layer's features."""
-    from ssl_core.steps.evaluate import linear_probe
-
     layers = []
     with single_threaded_blas():
         for i, (name, train_x) in enumerate(train_features.items()):
@@ -135,9 +141,6 @@ def probe_layers(train_features: dict[str, np.ndarray], train_y: np.ndarray, tes
 def layer_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None,
                     max_train: int = LAYER_PROBE_MAX_TRAIN) -> dict[str, Any]:
     """Linear-probe top-1 of every declared layer of the run's encoder; writes analysis/layers.json."""
-    from ssl_core.models.encoders import load_run_encoder
-    from ssl_core.steps.browsing import run_dataset
-
     reason = layers_unavailable(run)
     if reason:
         raise ValueError(f"run {run.id}: no layer-wise probe: {reason}")
@@ -158,7 +161,8 @@ def layer_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None,
                           seed=seed, progress=lambda f, text: _report(progress, 0.6 + 0.4 * f, text))
     summary = {
         "layers": layers,
-        "settings": {"backbone": run.config.backbone.name, "pooling": method.backbone.layer_pooling,
+        "settings": {"backbone": run.config.backbone.name, "pooling": method.layer_pooling,
+                     "network": type(method.representation_module()).__name__,
                      "probe": "logistic regression on standardized features (as eval.json's linear_top1)",
                      "train_rows": int(len(rows)), "train_rows_available": int(len(train)),
                      "max_train_rows": max_train, "test_rows": int(len(test)), "seed": seed},
@@ -172,8 +176,6 @@ def layer_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None,
 # -- factor probe --------------------------------------------------------------------------------
 def _aligned_factors(run: Run, train_ids: list[str], test_ids: list[str]):
     """(factors {name: (train values, test values)}, levels, class names of the rows' labels)."""
-    from ssl_core.steps.browsing import run_dataset
-
     data = run_dataset(run)
     if not data.factors:
         return {}, {}, data, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -220,8 +222,6 @@ def probe_factor(name: str, train_x: np.ndarray, train_v: np.ndarray, test_x: np
 
 def _probe_factor(name: str, train_x: np.ndarray, train_v: np.ndarray, test_x: np.ndarray, test_v: np.ndarray,
                   *, levels: tuple[str, ...] | None, seed: int) -> dict[str, Any]:
-    from ssl_core.steps.evaluate import linear_probe
-
     if levels is not None:  # categorical: integer codes, -1 (or out of range) where unknown
         keep_train = (train_v >= 0) & (train_v < len(levels))
         keep_test = (test_v >= 0) & (test_v < len(levels))
@@ -252,8 +252,6 @@ def _probe_factor(name: str, train_x: np.ndarray, train_v: np.ndarray, test_x: n
 def factor_probe_run(run: Run, *, device: str = "cpu", progress: Progress = None) -> dict[str, Any]:
     """How well each known factor reads from the frozen embedding; writes analysis/factors.json.
     A dataset without factors gets a summary with no factors and a note saying so."""
-    from ssl_core.steps.embed import load_embeddings
-
     reason = factors_unavailable(run)
     if reason:
         raise ValueError(f"run {run.id}: no factor probe: {reason}")

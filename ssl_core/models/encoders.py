@@ -27,8 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ssl_core.data.online import import_torchvision
+from ssl_core.models.checkpoint import load_method
+from ssl_core.models.methods import METHODS, Method
+from ssl_core.store.runs import ENCODER_METHOD
 
-METHOD = "encoder"
+METHOD = ENCODER_METHOD  # the `method` name in an encoder run's config.json
 LIBRARIES = ("torchvision", "timm", "torchscript")
 NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "none": ((0.0,) * 3, (1.0,) * 3)}
 HEADS = ("fc", "classifier", "head", "heads")  # torchvision's names for the classification head
@@ -37,6 +41,11 @@ HEADS = ("fc", "classifier", "head", "heads")  # torchvision's names for the cla
 class Encoder(nn.Module):
     """uint8 images (B, H, W, 3) -> (B, D) float32 features of a user's network, with the
     interface `embed_images` and the Explore page use (`embed`, `resolution`, `embedding_dim`)."""
+
+    # What the analyses may read, as a method says it (`Method.no_layers`, `Method.no_maps`).
+    no_layers = "the run's encoder is the user's own network, whose layers are not declared"
+    no_maps = ("its embeddings come from a user's encoder (torchvision, timm or TorchScript); attention maps "
+               "and saliency are drawn for this project's ViT and CNN backbones only")
 
     def __init__(self, network: nn.Module, *, resolution: int, input_size: int, normalize: str = "imagenet"):
         super().__init__()
@@ -105,7 +114,6 @@ def _architecture(library: str, name: str) -> nn.Module:
         if name not in timm.list_models():
             raise KeyError(f"unknown timm architecture '{name}'; see timm.list_models()")
         return timm.create_model(name, pretrained=False, num_classes=0)
-    from ssl_core.data.online import import_torchvision
 
     models = import_torchvision().models
     known = models.list_models(module=models)  # the classification architectures
@@ -189,7 +197,14 @@ def encoder_spec(*, library: str, weights: str | Path, architecture: str | None 
 
 def has_encoder(run) -> bool:
     """Whether `run` has a model that can embed new images (an imported run has not)."""
-    return run.config.method.get("name") != "imported"
+    return run.kind != "imported"
+
+
+def encoder_class(run) -> type[Method] | type[Encoder]:
+    """The class of the model that embeds `run`'s images, to ask what it can do (`no_layers`,
+    `no_maps`) without loading weights: the run's registered method, or `Encoder`."""
+    check_embeddable(run)
+    return Encoder if run.kind == "encoder" else METHODS.get(run.config.method.get("name"))
 
 
 def check_embeddable(run) -> None:
@@ -202,9 +217,9 @@ def check_embeddable(run) -> None:
 
 def check_trainable(run) -> None:
     """Imported and encoder runs were never trained: refuse to train or resume them."""
-    name = run.config.method.get("name")
-    if name in ("imported", METHOD):
-        command = "import" if name == "imported" else "encode"
+    kind = run.kind
+    if kind in ("imported", "encoder"):
+        command = "import" if kind == "imported" else "encode"
         raise ValueError(f"run {run.id} was made by `ssl-explorer {command}`, not by training: there is "
                          f"nothing to train or resume (`ssl-explorer project {run.id}` remakes its map)")
 
@@ -213,7 +228,7 @@ def load_run_encoder(run, device: torch.device | str = "cpu"):
     """The model that embeds `run`'s images: its trained method, or the user's encoder."""
     check_embeddable(run)
     config = run.config
-    if config.method.get("name") == METHOD:
+    if run.kind == "encoder":
         spec = config.method
         check_spec(spec)
         digest = hashlib.sha256(Path(spec["weights"]).read_bytes()).hexdigest()
@@ -222,6 +237,5 @@ def load_run_encoder(run, device: torch.device | str = "cpu"):
                              "its stored embeddings came from other weights; put the original file back, or "
                              "make a new run with `ssl-explorer encode`")
         return build_encoder(spec, config.data.resolution).to(device).eval()
-    from ssl_core.models.checkpoint import load_method
 
     return load_method(run, device)

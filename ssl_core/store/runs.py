@@ -44,8 +44,15 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ssl_core.core.config import RunConfig
+from ssl_core.store import files
 
 STATUSES = ("queued", "running", "finished", "failed", "interrupted")
+# What made a run (`Run.kind`): a registered method "trained" it; or it is a "baseline" (a
+# registered method that never trains: the random init, the pixels); or it was "imported" with
+# embeddings made elsewhere; or a user's own network embedded it ("encoder").
+RUN_KINDS = ("trained", "baseline", "imported", "encoder")
+# config.json's method name of the runs that no registered method made.
+IMPORTED_METHOD, ENCODER_METHOD = "imported", "encoder"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -204,42 +211,46 @@ class Run:
     # -- files -----------------------------------------------------------------------------
     @property
     def config_path(self) -> Path:
-        return self.path / "config.json"
+        return self.path / files.CONFIG
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / files.STATUS
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.path / "checkpoint.pt"
+        return self.path / files.CHECKPOINT
 
     @property
     def metrics_path(self) -> Path:
-        return self.path / "metrics.jsonl"
+        return self.path / files.METRICS
 
     @property
     def embeddings_dir(self) -> Path:
-        return self.path / "embeddings"
+        return self.path / files.EMBEDDINGS_DIR
 
     @property
     def eval_path(self) -> Path:
-        return self.path / "eval.json"
+        return self.path / files.EVAL
 
     @property
     def projection_dir(self) -> Path:
-        return self.path / "projection"
+        return self.path / files.PROJECTION_DIR
 
     @property
     def index_path(self) -> Path:
-        return self.path / "index" / "faiss.index"
+        return self.path / files.INDEX_DIR / files.INDEX
 
     @property
     def dataset_dir(self) -> Path:
         """Imported runs only: images.npy, factors.npz, factor_levels.json (their own images)."""
-        return self.path / "dataset"
+        return self.path / files.DATASET_DIR
 
     @property
     def analysis_dir(self) -> Path:
         """Results computed on request after the pipeline: layer and factor probes, fine-tuning,
         clusters, outliers. One file (or a few) per analysis, each rewritten only when asked."""
-        return self.path / "analysis"
+        return self.path / files.ANALYSIS_DIR
 
     # -- config ----------------------------------------------------------------------------
     def read_config_dict(self) -> dict[str, Any]:
@@ -255,11 +266,23 @@ class Run:
         except (TypeError, ValueError) as e:
             raise ValueError(f"run {self.id}: config.json does not describe a run: {e}") from None
 
+    @property
+    def kind(self) -> str:
+        """What made the run, one of RUN_KINDS, as config.json says: its method name for an
+        imported or encoder run, else the kind recorded when the run was created ("baseline" or
+        "trained"; runs made before config.json recorded a kind read as "trained")."""
+        raw = self.read_config_dict()
+        method = raw.get("method")
+        name = method.get("name") if isinstance(method, dict) else None
+        if name in (IMPORTED_METHOD, ENCODER_METHOD):
+            return name
+        return "baseline" if raw.get("kind") == "baseline" else "trained"
+
     # -- status ----------------------------------------------------------------------------
     def read_status(self) -> dict[str, Any]:
         """status.json as written, with `status` corrected to 'interrupted' when the process
         that claimed to be running it is gone (killed -9, machine rebooted)."""
-        status = read_json(self.path / "status.json", f"run {self.id}: status.json")
+        status = read_json(self.status_path, f"run {self.id}: status.json")
         if not isinstance(status, dict) or status.get("status") not in STATUSES:
             raise RunFileError(f"run {self.id}: status.json has no valid status (one of {', '.join(STATUSES)})")
         launched = status["status"] == "queued" and "pid" in status  # a job that never started
@@ -286,7 +309,7 @@ class Run:
             pid = fields.pop("pid", os.getpid())
             record.update(pid=pid, pid_start=process_start_time(pid), host=socket.gethostname())
         record.update(fields)
-        atomic_write_json(self.path / "status.json", record)
+        atomic_write_json(self.status_path, record)
 
     def set_failed(self, before: dict[str, Any] | None, error: str, **fields: Any) -> None:
         """Status failed with `error`, unless the run had finished its pipeline before this
@@ -440,7 +463,7 @@ class Run:
         return status
 
 
-LOCK_FILE = ".lock"
+LOCK_FILE = files.LOCK
 _HELD: dict[str, int] = {}  # run folders whose lock this process holds, with the nesting depth
 
 
@@ -519,7 +542,7 @@ class RunStore:
         that fails half-way leaves a hidden folder that the next delete clears, never half a run."""
         run = self.get(run_id)
         with run.lock("delete"):
-            status = run.read_status() if (run.path / "status.json").is_file() else {}
+            status = run.read_status() if run.status_path.is_file() else {}
             if status.get("status") in ("running", "queued") and run._owner_alive(status):
                 raise RunBusy(f"cannot delete run {run.id}: it is {status['status']} (process "
                               f"{status.get('pid')}); cancel it first")
@@ -592,7 +615,14 @@ def _new_run_id(config: RunConfig) -> str:
 
 
 def _start_run(run: Run, config: RunConfig, extra: dict[str, Any] | None) -> None:
-    atomic_write_json(run.config_path, {**config.to_dict(), **(extra or {}), "created": now_iso()})
+    """Write config.json (with `extra`: versions, command, and "kind" for a run of a method that
+    never trains) and a queued status."""
+    record = {**config.to_dict(), **(extra or {}), "created": now_iso()}
+    name = config.method.get("name")
+    record["kind"] = name if name in (IMPORTED_METHOD, ENCODER_METHOD) else record.get("kind", "trained")
+    if record["kind"] not in RUN_KINDS:
+        raise ValueError(f"unknown run kind {record['kind']!r}; known: {', '.join(RUN_KINDS)}")
+    atomic_write_json(run.config_path, record)
     run.set_status("queued")
 
 
@@ -634,7 +664,7 @@ def summarize(run: Run) -> RunSummary:
 # A short text a person gives a run ("baseline, lr 1e-3"), stored in the run folder as label.txt
 # (written atomically) so that every browser session and the CLI see the same name and the name
 # travels with the folder. Run ids stay the keys everywhere; the name is only shown.
-NAME_FILE = "label.txt"
+NAME_FILE = files.NAME
 MAX_NAME_LENGTH = 80
 
 

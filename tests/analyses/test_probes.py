@@ -76,6 +76,27 @@ def test_layer_probe_run_stores_one_score_per_layer(tiny_trained):
     assert "average pool" in stored["settings"]["pooling"]
 
 
+def test_ddpms_layer_probe_reads_its_unet_not_a_random_convnet(tmp_path):
+    """DDPM embeds with its UNet and never trains the convnet the registry hands it: its stored
+    layer probe reads the UNet, ends at the stored embedding, and is not the random convnet's."""
+    root = tmp_path / "runs"
+    ddpm, random = (trained_run(root, method, train_size=96, test_size=48) for method in ("ddpm", "random"))
+    stored = {}
+    for run in (ddpm, random):
+        layer_probe_run(run)
+        stored[run.config.method["name"]] = json.loads((run.analysis_dir / "layers.json").read_text())
+    assert [layer["name"] for layer in stored["ddpm"]["layers"]] == ["down1", "down2", "down3", "mid1", "mid2"]
+    assert stored["ddpm"]["settings"]["network"] == "UNet" and "noised" in stored["ddpm"]["settings"]["pooling"]
+    assert stored["random"]["settings"]["network"] == "ConvNet"
+    assert stored["ddpm"]["layers"] != stored["random"]["layers"]
+    # The deepest layer is the stored embedding (float16 on disk), and not the convnet's features.
+    data = run_dataset(ddpm)
+    deepest = layer_features(load_run_encoder(ddpm, "cpu"), data.test.images)["mid2"]
+    embeddings, _, _ = load_embeddings(ddpm, "test")
+    np.testing.assert_allclose(deepest, embeddings, rtol=1e-2, atol=1e-2)
+    assert stored["ddpm"]["layers"][-1]["dim"] == embeddings.shape[1] != stored["random"]["layers"][-1]["dim"]
+
+
 def test_factor_probe_run_scores_every_shapes_factor(tiny_trained):
     summary = factor_probe_run(tiny_trained)
     stored = json.loads((tiny_trained.analysis_dir / "factors.json").read_text())

@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tiny_runs import tiny_config
 from ssl_core.store import runs as runs_module
-from ssl_core.store.runs import RunStore, atomic_write_json, validate_run_id
+from ssl_core.models.methods import run_kind
+from ssl_core.store.runs import Run, RunStore, atomic_write_json, validate_run_id
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "a\\b", "..", "", ".hidden", "x" * 200, "a..b", "run id"])
@@ -31,6 +33,25 @@ def test_create_then_list(store):
     assert summary.id == run.id and summary.status == "queued"
     assert summary.method == "simclr" and summary.dataset == "shapes" and summary.backbone == "convnet"
     assert store.get(run.id).config.data.train_size == 96
+
+
+def test_a_runs_kind_is_read_from_its_config(store):
+    def made(method: str, **extra) -> Run:
+        config = tiny_config()
+        config.method = {"name": method}
+        return store.create(config, extra=extra)
+
+    assert made("simclr", kind=run_kind("simclr")).kind == "trained"
+    assert made("random", kind=run_kind("random")).kind == made("pixels", kind=run_kind("pixels")).kind == "baseline"
+    assert made("imported").kind == "imported" and made("encoder").kind == "encoder"
+    legacy = made("simclr")
+    config = json.loads(legacy.config_path.read_text())
+    del config["kind"]  # runs made before config.json recorded a kind
+    atomic_write_json(legacy.config_path, config)
+    assert legacy.kind == "trained"
+    assert Run(Path(__file__).resolve().parents[2] / "pretrained" / "demo-random-shapes").kind == "baseline"
+    with pytest.raises(ValueError, match="unknown run kind 'guessed'"):
+        made("simclr", kind="guessed")
 
 
 def test_a_crash_between_temp_write_and_rename_keeps_the_old_file(tmp_path, monkeypatch):

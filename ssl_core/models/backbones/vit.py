@@ -144,15 +144,19 @@ class VisionTransformer(Backbone):
         return maps
 
     layer_pooling = "CLS token of each block's output, after the final LayerNorm (as DINO's get_intermediate_layers)"
+    mean_layer_pooling = "mean of the patch tokens of each block's output, after the final LayerNorm"
 
-    def forward_layers(self, x: Tensor) -> dict[str, Tensor]:
-        """{"block1".."block<depth>": (B, dim)}: the CLS token after each block, normalized by
-        the final norm; the last one is `forward`'s output."""
+    def forward_layers(self, x: Tensor, pool: str = "cls") -> dict[str, Tensor]:
+        """{"block1".."block<depth>": (B, dim)}: after each block, normalized by the final norm,
+        the CLS token (pool="cls"; the last one is `forward`'s output) or the mean of the patch
+        tokens (pool="mean", for methods that embed so: MAE, I-JEPA)."""
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean'; got {pool!r}")
         x = self._tokens(x)
         out: dict[str, Tensor] = {}
         for i, block in enumerate(self.blocks):
             x, _ = block(x)
-            out[f"block{i + 1}"] = self.norm(x[:, 0])
+            out[f"block{i + 1}"] = self.norm(x[:, 0]) if pool == "cls" else self.norm(x[:, 1:]).mean(dim=1)
         return out
 
     def last_block(self) -> list[nn.Module]:

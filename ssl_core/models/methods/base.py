@@ -2,6 +2,14 @@
 
 A method owns its backbone, its heads and its loss. The training loop only calls
 `training_step`, `after_step` and `embed`; it never asks which method it is running.
+
+A method also says what the analyses may do with its representation, so that no analysis keeps
+a table of method names: `representation_module` (the network `encode` reads), `probe_layers`
+(the layer-wise probe's taps, the deepest being the embedding), `finetune_modules` (what
+fine-tuning may unfreeze), and `no_layers` / `no_maps` (why there is no layer probe, or no
+attention or saliency map, when there is none). The defaults fit a method that embeds with its
+backbone's pooled output; a method that embeds otherwise (DDPM's UNet, I-JEPA's target encoder,
+MAE's mean of patch tokens) overrides them.
 """
 
 from __future__ import annotations
@@ -32,6 +40,13 @@ class Method(nn.Module):
     trainable: ClassVar[bool] = True  # False: the loop runs no steps (the `random` floor)
     backbones: ClassVar[tuple[str, ...]] = ALL_BACKBONES
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # Why the layer-wise probe and fine-tuning cannot read this method's representation (a
+    # sentence for the user), or None when they can. Class-level, so it is answered from a run's
+    # config.json without loading weights.
+    no_layers: ClassVar[str | None] = None
+    # Why no attention or saliency map can be drawn for this method's representation, or None:
+    # then a ViT representation gets attention maps and a CNN one a saliency map.
+    no_maps: ClassVar[str | None] = None
 
     def __init__(self, backbone: Backbone, cfg: MethodConfig, *, resolution: int, num_classes: int,
                  mean: Sequence[float], std: Sequence[float]):
@@ -70,6 +85,37 @@ class Method(nn.Module):
     def embedding_dim(self) -> int:
         return self.backbone.out_dim
 
+    # -- what the analyses ask -----------------------------------------------------------------
+    def representation_module(self) -> nn.Module:
+        """The network whose output `encode` pools into the representation: the backbone, unless
+        the method embeds with another network (DDPM: its UNet; I-JEPA: its target encoder)."""
+        return self.backbone
+
+    def probe_layers(self, images: Tensor) -> dict[str, Tensor]:
+        """Normalized images (B, 3, H, W) -> {layer name: (B, D_layer)} pooled features of the
+        representation module, shallow to deep; the deepest equals `encode(images)`."""
+        if self.no_layers:
+            raise ValueError(self.no_layers)
+        return self.representation_module().forward_layers(images)
+
+    @property
+    def layer_pooling(self) -> str:
+        """How `probe_layers` pools each layer, in words (stored with the probe's scores)."""
+        return self.representation_module().layer_pooling
+
+    def finetune_modules(self, mode: str) -> list[nn.Module]:
+        """The modules fine-tuning unfreezes: "full" everything `encode` reads, "last_block" the
+        deepest block of it, "frozen" none. Only weights the method trained belong here."""
+        if self.no_layers:
+            raise ValueError(self.no_layers)
+        if mode == "frozen":
+            return []
+        if mode == "last_block":
+            return list(self.representation_module().last_block())
+        if mode == "full":
+            return [self.representation_module()]
+        raise ValueError(f"unknown fine-tuning mode '{mode}'; known: frozen, last_block, full")
+
 
 METHODS: Registry[type[Method]] = Registry("method")
 
@@ -89,6 +135,12 @@ def method_config(name: str, overrides: dict[str, Any] | None = None) -> MethodC
     if unknown:
         raise ValueError(f"method '{name}' has no setting(s) {unknown}; settings: {sorted(fields)}")
     return cls.Config(**overrides)
+
+
+def run_kind(method_name: str) -> str:
+    """What a new run of the method records as its kind (`Run.kind`): "baseline" for a method
+    that never trains (the random init, the pixels), else "trained"."""
+    return "trained" if METHODS.get(method_name).trainable else "baseline"
 
 
 def check_compatible(method_name: str, backbone_name: str) -> None:

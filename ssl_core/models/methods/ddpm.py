@@ -100,6 +100,22 @@ class UNet(nn.Module):
         """The output of the two middle ResBlocks, (B, 4w, R/4, R/4); skips the up path."""
         return self._down(x, t)[-1]
 
+    def forward_layers(self, x: Tensor, t: Tensor) -> dict[str, Tensor]:
+        """{"down1", "down2", "down3", "mid1", "mid2": (B, channels)}: each block of the path to
+        the bottleneck, globally average-pooled; "mid2" pooled is what `bottleneck` gives."""
+        temb = self.time_mlp(timestep_embedding(t, self.time_dim))
+        out = {"down1": self.down1(self.stem(x), temb)}
+        out["down2"] = self.down2(self.pool1(out["down1"]), temb)
+        out["down3"] = self.down3(self.pool2(out["down2"]), temb)
+        out["mid1"] = self.mid1(out["down3"], temb)
+        out["mid2"] = self.mid2(out["mid1"], temb)
+        return {name: h.mean(dim=(2, 3)) for name, h in out.items()}
+
+    def down_path(self) -> list[nn.Module]:
+        """The modules `bottleneck` runs through (the up path and the output layer it skips)."""
+        return [self.time_mlp, self.stem, self.down1, self.pool1, self.down2, self.pool2, self.down3,
+                self.mid1, self.mid2]
+
 
 def ddpm_loss(eps_pred: Tensor, eps: Tensor) -> Tensor:
     """DDPM's simple objective: MSE between predicted and true noise. (B, C, H, W) -> scalar."""
@@ -131,6 +147,8 @@ class DDPM(Method):
     # It trains its own UNet and ignores the backbone; the registry needs one name, so one.
     backbones = ("convnet",)
     Config = DDPMConfig
+    no_maps = ("DDPM's embeddings come from its UNet's bottleneck, not from a ViT or CNN backbone; attention "
+               "maps and saliency are drawn for those")
 
     def __init__(self, backbone, cfg: DDPMConfig, **kwargs):
         super().__init__(backbone, cfg, **kwargs)
@@ -155,13 +173,35 @@ class DDPM(Method):
         noise = torch.randn_like(x0)
         return {"loss": ddpm_loss(self.unet(add_noise(x0, noise, t, self.alpha_bars), t), noise)}
 
+    def _noised(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Normalized images -> (the images noised to `encode_t` with the fixed noise, t (B,))."""
+        t = torch.full((images.shape[0],), self.cfg.encode_t, device=images.device, dtype=torch.long)
+        return add_noise(images, self.encode_noise.expand_as(images), t, self.alpha_bars), t
+
     def encode(self, images: Tensor) -> Tensor:
         """The UNet bottleneck (after the two middle ResBlocks, R/4 x R/4 x 4w), averaged over
         space, for the image noised to `encode_t` with the fixed noise."""
-        t = torch.full((images.shape[0],), self.cfg.encode_t, device=images.device, dtype=torch.long)
-        x_t = add_noise(images, self.encode_noise.expand_as(images), t, self.alpha_bars)
-        return self.unet.bottleneck(x_t, t).mean(dim=(2, 3))
+        return self.unet.bottleneck(*self._noised(images)).mean(dim=(2, 3))
 
     @property
     def embedding_dim(self) -> int:
         return self.unet.bottleneck_dim
+
+    # The analyses read the UNet that embeds, never the convnet the registry passed (untrained).
+    def representation_module(self) -> nn.Module:
+        return self.unet
+
+    def probe_layers(self, images: Tensor) -> dict[str, Tensor]:
+        return self.unet.forward_layers(*self._noised(images))
+
+    @property
+    def layer_pooling(self) -> str:
+        return (f"global average pool of each UNet block on the way to the bottleneck, the image noised to "
+                f"t={self.cfg.encode_t} as for the embedding")
+
+    def finetune_modules(self, mode: str) -> list[nn.Module]:
+        if mode == "full":
+            return self.unet.down_path()
+        if mode == "last_block":
+            return [self.unet.mid2]
+        return super().finetune_modules(mode)

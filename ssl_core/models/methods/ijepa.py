@@ -157,3 +157,13 @@ class IJEPA(Method):
     def encode(self, images: Tensor) -> Tensor:
         # The paper evaluates the target encoder, its patch tokens average-pooled.
         return self.target_encoder.forward_tokens(images)[:, 1:].mean(dim=1)
+
+    def representation_module(self) -> nn.Module:
+        return self.target_encoder  # what `encode` reads: probes, fine-tuning and maps use it too
+
+    def probe_layers(self, images: Tensor) -> dict[str, Tensor]:
+        return self.target_encoder.forward_layers(images, pool="mean")  # pooled as `encode` pools
+
+    @property
+    def layer_pooling(self) -> str:
+        return self.target_encoder.mean_layer_pooling

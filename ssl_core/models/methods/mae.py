@@ -136,3 +136,10 @@ class MAE(Method):
     def encode(self, images: Tensor) -> Tensor:
         tokens = self.backbone.forward_tokens(images)  # the whole image, no masking
         return tokens[:, 0] if self.cfg.pool == "cls" else tokens[:, 1:].mean(dim=1)
+
+    def probe_layers(self, images: Tensor) -> dict[str, Tensor]:
+        return self.backbone.forward_layers(images, pool=self.cfg.pool)  # pooled as `encode` pools
+
+    @property
+    def layer_pooling(self) -> str:
+        return self.backbone.layer_pooling if self.cfg.pool == "cls" else self.backbone.mean_layer_pooling

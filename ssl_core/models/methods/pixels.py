@@ -29,6 +29,8 @@ class Pixels(Method):
                    "(kNN ~94% on mnist5k) and weak on natural images")
     trainable = False
     Config = PixelsConfig
+    no_layers = "the pixels baseline has no layers: its representation is the image itself"
+    no_maps = "the pixels baseline embeds the resized image itself; it has no encoder to look anywhere"
 
     def __init__(self, backbone, cfg: PixelsConfig, **kwargs):
         super().__init__(backbone, cfg, **kwargs)

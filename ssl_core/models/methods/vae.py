@@ -101,6 +101,20 @@ class VAE(Method):
     def embedding_dim(self) -> int:
         return self.cfg.latent_dim
 
+    def probe_layers(self, images: Tensor) -> dict[str, Tensor]:
+        """The backbone's layers, then the posterior mean "mu" (the embedding) read from the last."""
+        layers = self.backbone.forward_layers(images)
+        return {**layers, "mu": self.to_mu(list(layers.values())[-1]).float()}
+
+    @property
+    def layer_pooling(self) -> str:
+        return f"{self.backbone.layer_pooling}; then the posterior mean (mu), the embedding"
+
+    def finetune_modules(self, mode: str) -> list[nn.Module]:
+        # The posterior mean is part of the representation: it learns whenever a backbone block does.
+        modules = super().finetune_modules(mode)
+        return modules + [self.to_mu] if modules else modules
+
     def _to_unit_range(self, x: Tensor) -> Tensor:
         return (x.float() * self.std + self.mean).clamp(0, 1)
 

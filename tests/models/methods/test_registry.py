@@ -1,4 +1,5 @@
-"""Every registered method, on every backbone it declares: builds, steps, learns a little, embeds.
+"""Every registered method, on every backbone it declares: builds, steps, learns a little, embeds;
+its layer-wise probe ends at its embedding, and fine-tuning moves only weights it trained.
 
 New methods are covered here by registering; nobody has to remember to add a test.
 """
@@ -8,11 +9,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ssl_core.analyses.finetune import FinetuneSettings, finetune_mode
+from ssl_core.analyses.probes import layer_features
+from ssl_core.models import augment
 from ssl_core.models.methods import METHODS, build_method, check_compatible
 
 RESOLUTION = 32
 NUM_CLASSES = 4
 CASES = [(m, b) for m in METHODS.names() for b in METHODS.get(m).backbones]
+# One small backbone of each family: resnet18 and vit_tiny declare their layers as convnet and
+# vit_mini do (tests/analyses/test_probes.py checks every backbone's), at several times the cost.
+SMALL_CASES = [(m, b) for m, b in CASES if b in ("convnet", "vit_mini")]
 
 
 def _batch(n: int = 16):
@@ -59,6 +66,88 @@ def test_loss_decreases_on_a_fixed_batch(method):
         model.after_step(len(losses), 8)
         losses.append(loss.item())
     assert losses[-1] < losses[0], f"{method}: loss did not decrease: {losses}"
+
+
+@pytest.mark.parametrize("method,backbone", SMALL_CASES)
+def test_the_deepest_probe_layer_is_the_embedding(method, backbone):
+    """The layer-wise probe reads the network the method embeds with (DDPM: its UNet; I-JEPA: its
+    target encoder), pooled as the embedding is: its deepest layer is `embed`'s output."""
+    model = _build(method, backbone).eval()
+    images, _ = _batch(4)
+    if model.no_layers:
+        with pytest.raises(ValueError, match="no layers"):
+            layer_features(model, images)
+        return
+    layers = layer_features(model, images, batch_size=2)
+    assert len(layers) >= 2 and all(f.shape[0] == 4 for f in layers.values())
+    torch.testing.assert_close(torch.from_numpy(list(layers.values())[-1]), model.embed(images), atol=1e-5, rtol=1e-4)
+    assert model.layer_pooling
+
+
+def _first_backbone(method: str) -> str:
+    backbones = METHODS.get(method).backbones
+    return next((b for b in ("convnet", "vit_mini") if b in backbones), backbones[0])
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> set[str]:
+    return {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def _trained_entries(method: str) -> set[str]:
+    """The weights and statistics one training step and its after_step change: what the method trains."""
+    model = _build(method, _first_backbone(method)).train()
+    images, labels = _batch(16)
+    before = _state(model)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.training_step(images, labels if model.uses_labels else None)["loss"].backward()
+    optimizer.step()
+    model.after_step(0, 100)  # early in training: momentum encoders move
+    return _changed(before, model)
+
+
+def _embedding_parameters(method: str) -> set[str]:
+    """The parameters the embedding is computed from (those its output has a gradient for)."""
+    model = _build(method, _first_backbone(method)).eval().requires_grad_(True)
+    images, _ = _batch(4)
+    out = model.encode(model.normalize(augment.to_float(images)))
+    # A random projection: a plain sum of a LayerNorm's output would not depend on the weights before it.
+    (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))).sum().backward()
+    return {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_fine_tuning_changes_only_weights_the_method_trained(method):
+    """Full fine-tuning moves exactly the weights the embedding is computed from, and among all
+    the weights and statistics only ones the method's training moves (never, e.g., the convnet
+    that DDPM is handed and never uses); the last block is a part of that."""
+    images, labels = _batch(24)
+    settings = FinetuneSettings(epochs=1, batch_size=8, warmup_steps=1)
+
+    def finetune(mode: str) -> tuple[set[str], set[str]]:
+        model = _build(method, _first_backbone(method))
+        before, params = _state(model), {name for name, _ in model.named_parameters()}
+        finetune_mode(model, mode, images[:16], labels[:16], images[16:], labels[16:], num_classes=NUM_CLASSES,
+                      settings=settings)
+        changed = _changed(before, model)
+        return changed, changed & params
+
+    if METHODS.get(method).no_layers:
+        with pytest.raises(ValueError, match="no layers"):
+            finetune("full")
+        return
+    changed, changed_params = finetune("full")
+    assert changed_params == _embedding_parameters(method), method
+    if METHODS.get(method).trainable:
+        assert changed <= _trained_entries(method), sorted(changed - _trained_entries(method))
+    if method == "ddpm":
+        assert not any(name.startswith("backbone.") for name in changed)
+    last_changed, last_params = finetune("last_block")
+    assert last_params and last_params < changed_params, sorted(last_params)
+    assert last_changed <= changed
 
 
 def test_unknown_method_lists_the_known_ones():
