@@ -1,17 +1,17 @@
-"""The Train page's form as data: what was chosen, what is wrong with it, the RunConfig it makes.
-
-Mirrors `ssl-explorer train` (ssl_core/cli.py, cmd_train): the form overrides the same fields
-of the same dataclasses and refuses the same bad combinations before a run folder exists, so a
-run started here is one the CLI could have started.
+"""The Train page's form as data: what was chosen, as the `TrainRequest` that `ssl-explorer
+train` makes from its options. What is wrong with a request, and the RunConfig it makes, are the
+library's (`TrainRequest.problems`, `TrainRequest.config`): the page and the CLI refuse the same
+requests with the same sentences, so a run started here is one the CLI could have started.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.workflows.pipeline import POST_STEPS
+import torch
+
+from ssl_core.steps.readiness import POST_STEPS
+from ssl_core.workflows.train_request import TrainRequest
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -37,55 +37,15 @@ class TrainChoices:
     def skip(self) -> tuple[str, ...]:
         return tuple(step for step in POST_STEPS if step not in self.after_training)
 
+    def request(self) -> TrainRequest:
+        return TrainRequest(
+            method=self.method, backbone=self.backbone, dataset=self.dataset,
+            data={"resolution": self.resolution, "train_size": self.train_size, "test_size": self.test_size,
+                  "download": self.download, "load": self.load},
+            train={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
+                   "device": self.device},
+            skip=self.skip)
+
 
 def cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
-
-
-def problems(choices: TrainChoices) -> list[str]:
-    """Why this form cannot start a run, one sentence each; empty when it can."""
-    from ssl_core.data import DATASETS
-    from ssl_core.models.methods import check_compatible
-
-    found = []
-    try:
-        check_compatible(choices.method, choices.backbone)
-    except (KeyError, ValueError) as e:
-        found.append(str(e).strip("'\""))
-    if not choices.dataset.strip():
-        found.append("give the path of a folder of images, or choose a dataset")
-    elif choices.dataset not in DATASETS and not Path(choices.dataset).expanduser().is_dir():
-        found.append(f"no folder at '{choices.dataset}' (the path is read on the machine running "
-                     "the app); give the path of a folder of images, or choose a dataset")
-    if choices.device.startswith("cuda") and not cuda_available():
-        found.append("device 'cuda' was chosen but this machine has no CUDA GPU that torch can use; "
-                     "choose 'cpu' or 'auto'")
-    for value, name in ((choices.epochs, "epochs"), (choices.batch_size, "batch size"),
-                        (choices.resolution, "resolution")):
-        if value < 1:
-            found.append(f"{name} must be at least 1; got {value}")
-    for value, name in ((choices.train_size, "train size"), (choices.test_size, "test size")):
-        if value is not None and value < 1:
-            found.append(f"{name} must be at least 1 (or left empty for the dataset's default); got {value}")
-    if not choices.lr > 0:
-        found.append(f"learning rate must be positive; got {choices.lr}")
-    if choices.after_training and "embed" not in choices.after_training:
-        found.append("the steps after training read the embeddings: keep 'embed' or skip them all")
-    return found
-
-
-def build_config(choices: TrainChoices) -> RunConfig:
-    """The RunConfig `ssl-explorer train` would build from the same options."""
-    from ssl_core.data import dataset_reference
-
-    return RunConfig(
-        data=DataConfig(dataset=dataset_reference(choices.dataset), resolution=choices.resolution,
-                        train_size=choices.train_size, test_size=choices.test_size, download=choices.download,
-                        load=choices.load),
-        backbone=BackboneConfig(name=choices.backbone),
-        method={"name": choices.method},
-        train=TrainConfig(epochs=choices.epochs, batch_size=choices.batch_size, lr=choices.lr,
-                          seed=choices.seed, device=choices.device),
-    )

@@ -18,6 +18,15 @@ def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int 
     )
 
 
+def tiny_request(method: str = "simclr", *, skip: tuple[str, ...] = (), **config_options):
+    """`tiny_config` as the TrainRequest the CLI or the Train page would make of it."""
+    from ssl_core.workflows.train_request import TrainRequest
+
+    config = tiny_config(method, **config_options).to_dict()
+    return TrainRequest(method=method, backbone=config["backbone"]["name"], dataset=config["data"].pop("dataset"),
+                        data=config["data"], train=config["train"], skip=tuple(skip))
+
+
 def trained_run(root, method: str, *, train_size: int, test_size: int, epochs: int = 1):
     """A tiny run of `method`, trained, embedded and scored (no map, no index) in a RunStore at root."""
     from ssl_core.workflows.pipeline import run_all

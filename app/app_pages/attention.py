@@ -72,15 +72,9 @@ def show_maps(run: Run, maps: AttentionMaps, index: int, where: str, threshold: 
         column.image(enlarge(picture, CELL), caption=title)
 
 
-def no_maps(run: Run) -> str | None:
-    """`why_no_maps` as the run picker shows it (Markdown): its sentence names user values."""
-    why = why_no_maps(run)
-    return None if why is None else sentence(why)
-
-
 store = RunStore()
 st.title("Attention")
-run = pick_run(store, "attention", blocker=no_maps)
+run = pick_run(store, "attention", blocker=why_no_maps)
 if run is None:
     st.stop()
 

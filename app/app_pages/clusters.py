@@ -10,7 +10,8 @@ import streamlit as st
 import loaders
 from ssl_core.workflows import jobs
 from ssl_core.analyses.clusters import has_clusters
-from ssl_core.steps.browsing import label_name, missing_steps
+from ssl_core.steps.browsing import label_name
+from ssl_core.steps.readiness import embedded
 from ssl_core.analyses.outliers import has_outliers, pairs_above
 from ssl_core.store.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
@@ -54,16 +55,9 @@ def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
         wait_for(run, name)
 
 
-def no_embeddings(run: Run) -> str | None:
-    if "embed" in missing_steps(run):
-        return (f"Run {literal(run.id)} has no embeddings yet, so nothing to cluster: its training job embeds them "
-                f"when it finishes, or run `ssl-explorer embed {run.id}`.")
-    return None
-
-
 store = RunStore()
 st.title("Clusters")
-run = pick_run(store, "clusters", blocker=no_embeddings)
+run = pick_run(store, "clusters", blocker=embedded)
 if run is None:
     st.stop()
 if st.session_state.get("clusters_for_run") != run.id:  # a new run starts on its largest cluster

@@ -19,9 +19,9 @@ from ssl_core.analyses.stored import read_result
 from ssl_core.analyses.runner import not_applicable
 from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no_label_scores, per_class_accuracy,
                               per_class_unavailable, run_scores, score_rows, training_curve)
-from ssl_core.steps.browsing import label_name, missing_steps
+from ssl_core.steps.browsing import label_name
 from ssl_core.analyses.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
-from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
+from ssl_core.steps.readiness import comparable
 from ssl_core.store.runs import Run, RunStore, get_display_name, validate_run_id
 from widgets.image_grid import image_grid
 from widgets.literal import literal, sentence
@@ -33,23 +33,14 @@ SELECTION = "compare_selection"  # {"source": map index, "rows": [...]}: the lat
 MAX_SHOWN = 12  # images of a selection shown under the maps
 
 
-def comparable(run: Run) -> bool:
-    """Finished, embedded and mapped: what a comparison reads."""
-    try:
-        finished = run.read_status()["status"] == "finished"
-    except (OSError, ValueError):
-        return False
-    has_map = any((run.projection_dir / name).exists() for name in (PCA_FILE, UMAP_FILE))
-    return finished and has_map and "embed" not in missing_steps(run)
-
-
 def label_of(run: Run) -> str:
     name = get_display_name(run)
     return f"{name} ({run.id})" if name else run.id
 
 
-def adopt_link(candidates: dict[str, Run]) -> None:
-    """A `?runs=` that differs from the last one adopted came from a link: check, then pick."""
+def adopt_link(candidates: dict[str, Run], refused: dict[str, str]) -> None:
+    """A `?runs=` that differs from the last one adopted came from a link: check, then pick.
+    `refused`: why each run of the folder that is not a candidate cannot be compared."""
     requested = st.query_params.get(QUERY_PARAM)
     if not requested or requested == st.session_state.get("compare_link"):
         return
@@ -61,9 +52,11 @@ def adopt_link(candidates: dict[str, Run]) -> None:
         except ValueError as e:
             st.error(f"The address names a run that cannot exist. {sentence(e)}")
             continue
+        if run_id in refused:
+            st.error(f"The address names run '{literal(run_id)}', which cannot be compared: {sentence(refused[run_id])}")
+            continue
         if run_id not in candidates:
-            st.error(f"The address names run '{literal(run_id)}', which is not a finished, mapped run in this "
-                     "runs folder.")
+            st.error(f"The address names run '{literal(run_id)}', which is not a readable run in this runs folder.")
             continue
         picked.append(run_id)
     st.session_state[PICKED] = picked
@@ -81,13 +74,18 @@ def on_select(index: int) -> None:
 
 store = RunStore()
 st.title("Compare")
-candidates = {s.id: store.get(s.id) for s in reversed(store.list()) if not s.broken}
-candidates = {run_id: run for run_id, run in candidates.items() if comparable(run)}
+readable = {s.id: store.get(s.id) for s in reversed(store.list()) if not s.broken}
+refused = {run_id: why for run_id, run in readable.items() if (why := comparable(run)) is not None}
+candidates = {run_id: run for run_id, run in readable.items() if run_id not in refused}
+if refused:
+    with st.expander(f"{len(refused)} run{'s' if len(refused) > 1 else ''} cannot be compared yet"):
+        for why in refused.values():
+            st.caption(sentence(why[:1].upper() + why[1:]))
 if len(candidates) < 2:
-    st.info(f"Comparing needs at least two finished runs with their embeddings and maps; {literal(store.root)} holds "
+    st.info(f"Comparing needs at least two runs with their embeddings and maps; {literal(store.root)} holds "
             f"{len(candidates)}. Train another on the Train page, or run `ssl-explorer demo` for the bundled runs.")
     st.stop()
-adopt_link(candidates)
+adopt_link(candidates, refused)
 
 # Only runs over the same images as the first pick can join it: rows are compared image by image.
 picked = [run_id for run_id in st.session_state.get(PICKED, []) if run_id in candidates]

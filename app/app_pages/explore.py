@@ -10,8 +10,9 @@ import streamlit as st
 import loaders
 from ssl_core.analyses.clusters import KMEANS_FACTOR, with_cluster_factors
 from ssl_core.models.encoders import has_encoder
-from ssl_core.steps.browsing import ExploreData, decode_upload, encode_upload, missing_steps
-from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
+from ssl_core.steps.browsing import ExploreData, decode_upload, encode_upload
+from ssl_core.steps.projection import UMAP_FILE
+from ssl_core.steps.readiness import explorable, mapping_now, missing_steps, refuse, searchable
 from ssl_core.store.runs import Run, RunStore
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
@@ -20,47 +21,7 @@ from widgets.run_picker import pick_run
 
 MAX_GRID = 60  # images shown for a selection; the label counts cover all of it
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
-
-
-_WHAT = {"embed": "embeddings", "project": "map (UMAP projection)"}
 MAP_POLL_SECONDS = 2  # while the PCA map stands in, how often the page looks for the UMAP map
-
-
-def has_pca_map(run: Run) -> bool:
-    return (run.projection_dir / PCA_FILE).exists()
-
-
-def mapping_now(run: Run, status: dict) -> bool:
-    """The job is computing this run's UMAP map (or has and is indexing): the PCA map it wrote
-    first can be shown meanwhile."""
-    return (status["status"] == "running" and status.get("stage") in ("project", "index")
-            and "embed" not in missing_steps(run) and has_pca_map(run))
-
-
-def why_not_explorable(run: Run) -> str | None:
-    """What stops this run's map from being shown, and what makes it; None when nothing does."""
-    try:
-        status = run.read_status()
-    except (OSError, ValueError) as e:
-        return f"Run {literal(run.id)} cannot be read: {sentence(e)}"
-    state = status["status"]
-    if mapping_now(run, status):
-        return None
-    if state in ("queued", "running"):
-        return (f"Run {literal(run.id)} is still {literal(state)} ({literal(status.get('stage', 'starting'))}). "
-                "Its map appears once the job has embedded, mapped and indexed the images: follow it on the "
-                "Train page.")
-    if state in ("failed", "interrupted"):
-        reason = sentence(status.get("error") or "no reason was recorded")
-        return (f"Run {literal(run.id)} is {literal(state)}: {reason}. "
-                f"Resume it on the Runs page, or with `ssl-explorer train --resume {run.id}`.")
-    missing = [step for step in missing_steps(run)
-               if step == "embed" or (step == "project" and not has_pca_map(run))]
-    if missing:
-        commands = " then ".join(f"`ssl-explorer {step} {run.id}`" for step in missing)
-        what = " or ".join(_WHAT[step] for step in missing)
-        return f"Run {literal(run.id)} has finished training but has no {what} yet: run {commands}."
-    return None
 
 
 def caption(data: ExploreData, row: int, distance: float | None = None) -> str:
@@ -79,7 +40,7 @@ def on_map_select() -> None:
 store = RunStore()
 st.title("Explore")
 run = pick_run(store, "explore", prefer=lambda s: s.status == "finished"
-               and not {"embed", "project"} & set(missing_steps(store.get(s.id))), blocker=why_not_explorable)
+               and not {"embed", "project"} & set(missing_steps(store.get(s.id))), blocker=explorable)
 if run is None:
     st.stop()
 try:
@@ -170,6 +131,7 @@ def focus_panel() -> None:
 
     st.subheader("Nearest neighbours")
     try:
+        refuse(searchable(run))
         search = loaders.search(run)
     except (OSError, ValueError) as e:
         st.warning(f"No neighbour search for this run: {sentence(e)}")

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ssl_core.workflows import jobs
+from ssl_core.steps.readiness import resumable
 from ssl_core.store.runs import RunStore, RunSummary, get_display_name, os_error_message, set_display_name
 from widgets.literal import code, literal, sentence
 from widgets.run_picker import SELECTED_RUN, describe, select_run
@@ -129,9 +130,11 @@ else:
     if follow_col.button("Follow on Train page", key="runs_follow"):
         select_run(run_id)
         st.switch_page("app_pages/train.py", query_params={"run": run_id})
+    not_resumable = resumable(store.get(run_id))
     resume_col.button("Resume", key="runs_resume", on_click=resume, args=(store, run_id),
-                      disabled=summary.status not in ("interrupted", "failed"),
-                      help="continue an interrupted or failed run from its last checkpoint")
+                      disabled=not_resumable is not None,
+                      help=sentence(not_resumable) if not_resumable else
+                      "continue an interrupted or failed run from its last checkpoint")
     cancel_col.button("Cancel", key="runs_cancel", on_click=cancel, args=(store, run_id), disabled=not active,
                       help="stop the job; it keeps a checkpoint and can be resumed")
     if summary.error and summary.status == "failed":

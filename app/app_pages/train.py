@@ -86,13 +86,14 @@ with st.container(border=True):
         batch_size=int(batch_size), lr=float(lr), seed=int(seed), device=device, resolution=int(resolution),
         train_size=None if train_size is None else int(train_size),
         test_size=None if test_size is None else int(test_size), after_training=tuple(after))
-    problems = train_form.problems(choices)
+    request = choices.request()
+    problems = request.problems()  # the check `ssl-explorer train` makes, with the same sentences
     for problem in problems:
         st.error(f"Cannot start: {sentence(problem)}")
     # Checked again on the click itself, with the values that came with it.
     if st.button("Start training", key="train_start", type="primary", disabled=bool(problems)) and not problems:
         try:
-            run = jobs.start(store, train_form.build_config(choices), skip=choices.skip)
+            run = jobs.start(store, request)
         except OSError as e:
             st.error(f"Cannot start: {sentence(os_error_message(e, 'write'))}.")
         except ValueError as e:

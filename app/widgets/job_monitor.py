@@ -7,42 +7,26 @@ fragment that redraws itself every 2 s, without rerunning the rest of the page.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandas as pd
 import streamlit as st
 
 from ssl_core.workflows import jobs
 from ssl_core.analyses.compare import knn_skipped
+from ssl_core.steps.readiness import explorable, job_at_work, resumable
 from ssl_core.store.runs import Run, RunStore
 from widgets.literal import literal, sentence
 
 REFRESH_S = 2
 LOG_TAIL_BYTES = 16_000
-# train() marks a run finished a moment before the steps after training (embed, eval, map,
-# index) mark it running again; keep watching across that gap.
-POST_STEP_GAP_S = 20
 STAGES = {"load": "loading the data", "train": "training", "embed": "embedding the images",
           "eval": "scoring (kNN, linear probe)", "project": "computing the UMAP map",
           "index": "building the search index", "done": "done"}
 
 
-def job_active(status: dict) -> bool:
-    if status["status"] in ("queued", "running"):
-        return True
-    if status["status"] != "finished" or status.get("stage") != "train":
-        return False
-    try:
-        updated = dt.datetime.fromisoformat(status["updated"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    return (dt.datetime.now(updated.tzinfo) - updated).total_seconds() < POST_STEP_GAP_S
-
-
 def job_monitor(store: RunStore, run: Run) -> None:
     """The live panel of `run`: refreshes itself while the job is active."""
     try:
-        was_active = job_active(run.read_status())
+        was_active = job_at_work(run.read_status())
     except (OSError, ValueError) as e:
         st.error(f"Cannot read the status of {literal(run.id)}: {sentence(e)}")
         return
@@ -54,7 +38,7 @@ def job_monitor(store: RunStore, run: Run) -> None:
         except (OSError, ValueError) as e:
             st.error(f"Cannot read the status of {literal(run.id)}: {sentence(e)}")
             return
-        if job_active(status) != was_active:
+        if job_at_work(status) != was_active:
             st.rerun()  # the whole page: starts or stops the timer and redraws the buttons
         _progress(run, status)
         _actions(store, run, status)
@@ -102,16 +86,19 @@ def _actions(store: RunStore, run: Run, status: dict) -> None:
             st.toast(f"Stopping {literal(run.id)}: it writes a checkpoint, then shows as interrupted.")
         else:
             st.toast(f"{literal(run.id)} is not running any more.")
-    if resume_col.button("Resume", key="train_resume", disabled=state not in ("interrupted", "failed"),
-                         help="continue from the last checkpoint"):
+    not_resumable = resumable(run)
+    if resume_col.button("Resume", key="train_resume", disabled=not_resumable is not None,
+                         help=sentence(not_resumable) if not_resumable else "continue from the last checkpoint"):
         try:
             jobs.resume(store, run.id)
         except (KeyError, ValueError) as e:
             st.error(f"Cannot resume {literal(run.id)}: {sentence(e)}")
         else:
             st.rerun()  # the whole page, so the panel starts refreshing
+    not_explorable = explorable(run)
     explore_col.page_link("app_pages/explore.py", label="Open in Explore", icon=":material/scatter_plot:",
-                          query_params={"run": run.id}, disabled=not (state == "finished" and not job_active(status)))
+                          query_params={"run": run.id}, disabled=not_explorable is not None,
+                          help=sentence(not_explorable) if not_explorable else None)
 
 
 def _curves(run: Run) -> None:

@@ -61,9 +61,10 @@ def pick_run(store: RunStore, page: str, label: str = "Run",
     is selected on the newest run that `prefer` accepts; returns the chosen run, or None. `page`
     prefixes the menu's session-state key.
 
-    `blocker` says what keeps a run from this page (None: nothing), as Markdown whose user values
-    went through `literal`. A blocked choice shows that reason as a warning and returns None;
-    without `prefer`, the page starts on the newest finished run that nothing blocks."""
+    `blocker` is the library's answer to this page's question (`ssl_core.steps.readiness`:
+    `explorable`, `embedded`, ...): the sentence that keeps a run from the page, or None. A
+    blocked choice shows that sentence as a warning and returns None; without `prefer`, the page
+    starts on the newest finished run that nothing blocks."""
     if prefer is None and blocker is not None:
         prefer = lambda s: s.status == "finished" and blocker(store.get(s.id)) is None  # noqa: E731
     summaries = {s.id: s for s in store.list()}
@@ -103,6 +104,6 @@ def pick_run(store: RunStore, page: str, label: str = "Run",
     run = store.get(choice)
     problem = blocker(run) if blocker is not None else None
     if problem:
-        st.warning(problem)
+        st.warning(sentence(problem[:1].upper() + problem[1:]))
         return None
     return run

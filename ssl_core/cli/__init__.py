@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
         run_all(run, resume=True, skip=skip, progress=not args.no_progress, log=_log)
         print(run.id)
         return 0
-    run = _create_run(args, store)
+    run = _create_run(args, store, skip)
     _log(f"run {run.id} in {store.root}")
     run_all(run, skip=skip, progress=not args.no_progress, log=_log)
     scores = run.read_eval()
@@ -80,8 +80,6 @@ RUN_OPTIONS = (("--method", "method"), ("--dataset", "dataset"), ("--backbone", 
                ("--test-size", "test_size"), ("--data-seed", "data_seed"), ("--data-dir", "data_dir"),
                ("--load", "load"), ("--workers", "workers"), ("--checkpoint-every", "checkpoint_every"),
                ("--knn-every", "knn_every"), ("--set", "set"))
-RUN_DEFAULTS = {"method": "simclr", "dataset": "shapes", "backbone": "convnet", "resolution": 32,
-                "data_seed": 0, "load": "auto"}
 
 
 def _refuse_changes_on_resume(args: argparse.Namespace, run_id: str) -> None:
@@ -92,39 +90,34 @@ def _refuse_changes_on_resume(args: argparse.Namespace, run_id: str) -> None:
                          f"{', '.join(given)} cannot change it; start a new run with the settings you want")
 
 
-def _create_run(args: argparse.Namespace, store: RunStore):
-    """A new run folder from the command line's options, after refusing bad combinations."""
+def _typed(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line (not None): the rest keep their defaults."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _create_run(args: argparse.Namespace, store: RunStore, skip: list[str]):
+    """A new run folder from the command line's options, refused before it exists with every
+    reason `TrainRequest.problems()` finds (the Train page's check)."""
     from ssl_core.training import distributed
-
-    for dest, default in RUN_DEFAULTS.items():
-        if getattr(args, dest) is None:
-            setattr(args, dest, default)
-    from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-    from ssl_core.data import dataset_reference
-    from ssl_core.models.methods import check_compatible
-    from ssl_core.models.methods.base import method_config
+    from ssl_core.models.methods.base import run_kind
     from ssl_core.core.runtime import resolve_device, versions
+    from ssl_core.workflows.train_request import TrainRequest
 
-    train = TrainConfig(**{k: v for k, v in {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-        "device": args.device, "checkpoint_every": args.checkpoint_every,
-        "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs,
-        "knn_every": args.knn_every, "compile": args.compile or None,
-    }.items() if v is not None})
-    data = DataConfig(dataset=dataset_reference(args.dataset), resolution=args.resolution, train_size=args.train_size,
-                      test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir,
-                      download=args.download, load=args.load, workers=args.workers)
-    config = RunConfig(data=data, backbone=BackboneConfig(name=args.backbone),
-                       method={"name": args.method, **_method_overrides(args.set or [])}, train=train)
-    # Refuse bad combinations before a run folder exists.
-    check_compatible(args.method, args.backbone)
-    method_config(args.method, config.method)
-    _check_dataset_name(args.dataset)
-    for value, name in ((train.epochs, "--epochs"), (train.batch_size, "--batch-size")):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1; got {value}")
-    device = resolve_device(train.device)
-    extra = {"versions": versions(), "device_resolved": str(device), "command": sys.argv[1:] if sys.argv else []}
+    request = TrainRequest(
+        **_typed({"method": args.method, "backbone": args.backbone, "dataset": args.dataset}),
+        method_settings=_method_overrides(args.set or []),
+        data=_typed({"resolution": args.resolution, "train_size": args.train_size, "test_size": args.test_size,
+                    "seed": args.data_seed, "data_dir": args.data_dir, "download": args.download or None,
+                    "load": args.load, "workers": args.workers}),
+        train=_typed({"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                     "device": args.device, "checkpoint_every": args.checkpoint_every,
+                     "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs,
+                     "knn_every": args.knn_every, "compile": args.compile or None}),
+        skip=tuple(skip))
+    config = request.config()
+    device = resolve_device(config.train.device)
+    extra = {"versions": versions(), "device_resolved": str(device), "command": sys.argv[1:] if sys.argv else [],
+             "kind": run_kind(request.method)}
     ctx = distributed.context()
     if ctx.active:
         extra["processes"] = ctx.world_size
@@ -150,7 +143,7 @@ def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str
                     held.enter_context(run.lock("train"))
                     run.check_resumable()
                 else:
-                    run = _create_run(args, store)
+                    run = _create_run(args, store, skip)
                     held.enter_context(run.lock("train"))
                 run_id = run.id
                 _log(f"run {run.id} in {store.root}, {ctx.world_size} processes")
@@ -160,8 +153,8 @@ def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str
         if run_id.startswith("\0"):
             raise ValueError(run_id[1:])
         run = store.get(run_id)
-        train(run, resume=bool(args.resume), progress=not args.no_progress)
         steps = [s for s in POST_STEPS if s not in set(skip)]
+        train(run, resume=bool(args.resume), progress=not args.no_progress, then=steps[0] if steps else None)
         if ctx.is_main and steps:
             run_post_steps(run, steps, device=run.config.train.device, progress=not args.no_progress, log=_log)
         if ctx.is_main:
@@ -170,15 +163,6 @@ def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str
     finally:
         held.close()
         distributed.cleanup()
-
-
-def _check_dataset_name(name: str) -> None:
-    from pathlib import Path
-
-    from ssl_core.data import DATASETS
-
-    if name not in DATASETS and not Path(name).expanduser().is_dir():
-        raise KeyError(DATASETS.unknown_message(name) + "; or give the path of a folder of images")
 
 
 def cmd_runs(args: argparse.Namespace, store: RunStore) -> int:
@@ -362,12 +346,14 @@ def cmd_encode(args: argparse.Namespace, store: RunStore) -> int:
     from ssl_core.core.config import DataConfig
     from ssl_core.data import dataset_reference
     from ssl_core.models.encoders import encoder_spec
+    from ssl_core.steps.readiness import refuse
     from ssl_core.workflows.encode import encode_dataset
+    from ssl_core.workflows.train_request import dataset_problem
 
     spec = encoder_spec(library="torchscript" if args.torchscript else args.library,
                         weights=args.torchscript or args.weights, architecture=args.arch,
                         input_size=args.input_size, normalize=args.normalize)
-    _check_dataset_name(args.dataset)
+    refuse(dataset_problem(args.dataset))  # the Train page's and `train`'s check
     data = DataConfig(dataset=dataset_reference(args.dataset), resolution=args.resolution, train_size=args.train_size,
                       test_size=args.test_size, seed=args.data_seed, data_dir=args.data_dir)
     run = encode_dataset(store, data, spec, name=args.name, device=args.device, log=_log,

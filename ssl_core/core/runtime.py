@@ -17,7 +17,7 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{name}' was asked for but no CUDA GPU is available; use --device cpu")
+        raise ValueError(f"device '{name}' was asked for but no CUDA GPU is available here; use 'cpu' (or 'auto')")
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device

@@ -19,6 +19,9 @@ from ssl_core.data.files import FileImages, ImageRows
 from ssl_core.data.imageset import ImageSet
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.store.runs import Run
+from ssl_core.data import load_dataset
+from ssl_core.data.folder import decode_image
+from ssl_core.steps.projection import load_map
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # uploads larger than this are refused before decoding
 
@@ -61,8 +64,6 @@ class ExploreData:
 def run_dataset(run: Run):
     """The ImageSet behind a run's embeddings. Generated data is regenerated from config.json,
     folders are read again from disk; an imported run carries its images in its folder."""
-    from ssl_core.data import load_dataset
-
     stored = load_stored_dataset(run)
     return stored if stored is not None else load_dataset(run.config.data)
 
@@ -106,9 +107,6 @@ def run_images(run: Run, data=None) -> np.ndarray | ImageRows:
 
 
 def load_explore_data(run: Run, data=None) -> ExploreData:
-    from ssl_core.steps.embed import load_all_embeddings
-    from ssl_core.steps.projection import load_map
-
     _, labels, ids, splits = load_all_embeddings(run)
     coords, map_kind = load_map(run)
     if len(coords) != len(ids):
@@ -127,8 +125,6 @@ def load_explore_data(run: Run, data=None) -> ExploreData:
 
 def decode_upload(data: bytes, resolution: int) -> np.ndarray:
     """An uploaded file -> uint8 (resolution, resolution, 3); ValueError says why it was refused."""
-    from ssl_core.data.folder import decode_image
-
     if len(data) > MAX_UPLOAD_BYTES:
         raise ValueError(f"the file is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB")
     image = decode_image(io.BytesIO(data), resolution)
@@ -157,15 +153,3 @@ def image_data_uri(image: np.ndarray, size: int = 96) -> str:
     picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
-
-def missing_steps(run: Run) -> list[str]:
-    """The post-training steps (pipeline order) whose stored output `run` lacks; each one is made
-    by `ssl-explorer <step> RUN_ID` (`eval` by `ssl-explorer eval RUN_ID`)."""
-    outputs = {
-        "embed": [run.embeddings_dir / f"{split}{suffix}" for split in ("train", "test")
-                  for suffix in (".npy", "_labels.npy", "_ids.json")],
-        "eval": [run.eval_path],
-        "project": [run.projection_dir / "umap_2d.npy"],
-        "index": [run.index_path],
-    }
-    return [step for step, paths in outputs.items() if not all(p.exists() for p in paths)]

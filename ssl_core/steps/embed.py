@@ -11,7 +11,9 @@ from tqdm.auto import tqdm
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.files import FileImages, iter_batches
 from ssl_core.models.methods import Method
+from ssl_core.store import files
 from ssl_core.store.runs import Run, atomic_write_arrays, atomic_write_json
+from ssl_core.models.encoders import load_run_encoder
 
 SPLITS = ("train", "test")
 
@@ -36,8 +38,6 @@ def embed_images(method: Method, images_u8: torch.Tensor | FileImages, *, device
 def embed_run(run: Run, *, device: torch.device | str = "cpu", data: ImageSet | None = None,
               progress: bool = True) -> dict[str, int]:
     """Write embeddings/<split>.npy (float16), <split>_labels.npy and <split>_ids.json."""
-    from ssl_core.models.encoders import load_run_encoder
-
     method = load_run_encoder(run, device)  # first: an imported run has none, and says so
     data = data or load_dataset(run.config.data)
     counts = {}
@@ -48,7 +48,7 @@ def embed_run(run: Run, *, device: torch.device | str = "cpu", data: ImageSet | 
         atomic_write_arrays(run.embeddings_dir / f"{split}_labels.npy", subset.labels.numpy().astype(np.int64))
         atomic_write_json(run.embeddings_dir / f"{split}_ids.json", list(subset.ids))
         counts[split] = len(vectors)
-    atomic_write_json(run.embeddings_dir / "class_names.json", list(data.class_names))
+    atomic_write_json(run.embeddings_dir / files.CLASS_NAMES, list(data.class_names))
     return counts
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ssl_core.store.runs import Run, atomic_write_json
+from ssl_core.steps.embed import load_embeddings
 
 
 def knn_predict(bank: torch.Tensor | np.ndarray, bank_labels: torch.Tensor | np.ndarray,
@@ -137,8 +138,6 @@ NO_LABELS_NOTE = ("no labels: kNN and linear-probe scores need labelled train an
 
 def evaluate_run(run: Run) -> dict[str, Any]:
     """Score the run's stored embeddings and write eval.json; returns the scores."""
-    from ssl_core.steps.embed import load_embeddings
-
     train_x, train_y, _ = load_embeddings(run, "train")
     test_x, test_y, _ = load_embeddings(run, "test")
     labelled = bool((train_y >= 0).any() and (test_y >= 0).any())

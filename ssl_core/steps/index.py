@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.readiness import refuse, searchable
 from ssl_core.store.runs import Run, atomic_write_json
 
 IVF_THRESHOLD = 1_000_000  # above this many vectors: IVF (approximate) instead of exact search
@@ -88,7 +89,6 @@ def index_run(run: Run, *, ivf_threshold: int = IVF_THRESHOLD) -> dict[str, Any]
     """Write index/faiss.index over all of the run's embeddings, and index/params.json."""
     import faiss
 
-    from ssl_core.steps.embed import load_all_embeddings
 
     vectors, *_ = load_all_embeddings(run)
     started = time.perf_counter()
@@ -119,7 +119,9 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
-    """The k nearest images to the image at `row` (itself excluded), with ids, labels, distances."""
+    """The k nearest images to the image at `row` (itself excluded), with ids, labels, distances;
+    ValueError with `readiness.searchable`'s reason when the run cannot be searched yet."""
+    refuse(searchable(run))
     vectors, labels, ids, splits = load_all_embeddings(run)
     if not 0 <= row < len(vectors):
         raise IndexError(f"index {row} is out of range: run {run.id} has {len(vectors)} images (0..{len(vectors) - 1})")

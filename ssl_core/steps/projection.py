@@ -34,10 +34,13 @@ from typing import Any
 import numpy as np
 
 from ssl_core.core.config import PROJECTION_BACKENDS
+from ssl_core.store import files
 from ssl_core.store.runs import Run, atomic_write_bytes, atomic_write_json
+from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.index import build_index
 
-PCA_FILE = "pca_2d.npy"
-UMAP_FILE = "umap_2d.npy"
+PCA_FILE = files.PCA_MAP
+UMAP_FILE = files.UMAP_MAP
 # umap-learn's neighbours: exact search up to this many points (N^2 D work: ~1.3 s at 20k x 64 on
 # two cores), FAISS IVF above it (approximate as umap-learn's own NN-descent is; recall@15 0.998
 # on 50k `shapes` embeddings, in 3 s).
@@ -156,8 +159,6 @@ def cosine_knn(vectors: np.ndarray, k: int, exact_up_to: int = KNN_EXACT_MAX) ->
     `exact_up_to` points, IVF above), so umap-learn skips pynndescent, whose NN-descent kernels
     take other kernels as arguments and cannot be cached: most of the compilation that a warm
     cache leaves in a fresh process."""
-    from ssl_core.steps.index import build_index
-
     x = _normalized(vectors)
     sims, rows = build_index(x, ivf_threshold=exact_up_to).search(x, k)
     return rows.astype(np.int32), np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32)
@@ -212,8 +213,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def project_run(run: Run, *, backend: str | None = None) -> dict[str, Any]:
     """Write the PCA map, then the UMAP map (rows train then test) and projection/params.json.
     `backend` overrides the run's `project.backend` (config.json keeps what it asked for)."""
-    from ssl_core.steps.embed import load_all_embeddings
-
     cfg = run.config.project
     requested = backend or cfg.backend
     chosen = resolve_backend(requested)  # before any work: a bad choice fails at once

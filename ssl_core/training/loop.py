@@ -256,8 +256,10 @@ def knn_check(method: Method, data: ImageSet, config: RunConfig, device: torch.d
 
 
 def train(run: Run, *, resume: bool = False, progress: bool = True, stop: threading.Event | None = None,
-          callbacks: tuple[StepCallback, ...] = ()) -> Run:
-    """Train `run` (a folder holding config.json) to its last step; returns the run."""
+          callbacks: tuple[StepCallback, ...] = (), then: str | None = None) -> Run:
+    """Train `run` (a folder holding config.json) to its last step; returns the run. Its status
+    ends finished, or with `then` (the post-training step this process runs next) running at that
+    stage: handed over so, the run never looks finished before the steps that follow."""
     config = run.config
     tc = config.train
     ctx = distributed.context()
@@ -496,5 +498,8 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     finally:
         batches.close()  # stops decoding workers of a streamed folder
         bar.close()
-    set_status("finished", stage="train", step=step, total_steps=total_steps, data=data_note)
+    if then is None:
+        set_status("finished", stage="train", step=step, total_steps=total_steps, data=data_note)
+    else:
+        set_status("running", stage=then, step=step, total_steps=total_steps, data=data_note)
     return run

@@ -39,9 +39,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ssl_core.store.runs import Run, RunStore, atomic_write_bytes, atomic_write_json, set_display_name
+from ssl_core.store.runs import IMPORTED_METHOD, Run, RunStore, atomic_write_bytes, atomic_write_json, set_display_name
+from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.data.convert import split_train_test
+from ssl_core.data.decode import not_regular
+from ssl_core.data.folder import decode_image
+from ssl_core.steps.evaluate import evaluate_run
+from ssl_core.steps.index import index_run
+from ssl_core.workflows.pipeline import run_post_steps
 
-METHOD = "imported"
+METHOD = IMPORTED_METHOD  # the `method` name in an imported run's config.json
 ID_COLUMNS = ("id", "filename", "file_name", "file", "path", "image_id", "name")
 MATCHES = ("auto", "name", "order")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -145,8 +152,6 @@ def read_embeddings(path: str | Path, column: str | None = None) -> tuple[np.nda
 
 def _check_regular(path: Path, what: str) -> None:
     """InvalidImport unless `path` is a regular file; a FIFO or device is refused unopened."""
-    from ssl_core.data.decode import not_regular
-
     if not path.exists():
         raise InvalidImport(f"{what} {path} does not exist")
     if why := not_regular(path):
@@ -195,8 +200,6 @@ def _image_bytes(value: Any) -> bytes | None:
 
 
 def read_images(path: str | Path, column: str | None = None) -> ImageSource:
-    from ssl_core.data.decode import not_regular
-
     path = Path(path).expanduser()
     if path.is_dir():
         found = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
@@ -348,8 +351,6 @@ def metadata_from(frame, path: Path, rows: np.ndarray, n: int, label_column: str
 # -- the import -------------------------------------------------------------------------------
 def _decode(source: ImageSource, positions: np.ndarray, resolution: int,
             progress: Progress) -> list[np.ndarray | str]:
-    from ssl_core.data.folder import decode_image
-
     results: list[np.ndarray | str] = []
     chunk = 256
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -574,7 +575,6 @@ def _split(meta: Metadata, kept: np.ndarray, seed: int, done: Imported) -> np.nd
         done.notes.append(f"split from the 'split' column: {int(is_train.sum()):,} train, "
                           f"{int((~is_train).sum()):,} test")
         return is_train
-    from ssl_core.data.convert import split_train_test
 
     train, _ = split_train_test(meta.labels[kept], np.random.default_rng(seed))
     is_train = np.zeros(len(kept), dtype=bool)
@@ -585,8 +585,6 @@ def _split(meta: Metadata, kept: np.ndarray, seed: int, done: Imported) -> np.nd
 
 
 def _imported_config(dataset: str, resolution: int, seed: int, method: dict[str, Any]):
-    from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-
     # `dataset` only names the images here: they are stored in the run folder (dataset/).
     return RunConfig(data=DataConfig(dataset=_slug(dataset), resolution=resolution, seed=seed),
                      backbone=BackboneConfig(name="none"), method=method,
@@ -614,9 +612,6 @@ def write_rows(run: Run, vectors: np.ndarray, ids: list[str], labels: np.ndarray
 
 def score_and_index(run: Run, report: Progress, warn: Callable[[str], None]) -> None:
     """Scores (when there are labels) and the search index of a run whose embeddings are stored."""
-    from ssl_core.steps.evaluate import evaluate_run
-    from ssl_core.steps.index import index_run
-
     report(0.55, "scoring (kNN, linear probe)")
     try:
         evaluate_run(run)
@@ -629,8 +624,6 @@ def score_and_index(run: Run, report: Progress, warn: Callable[[str], None]) -> 
 def map_run(run: Run, warn: Callable[[str], None]) -> None:
     """The maps of a published run, then status finished. A failed UMAP leaves a usable run (the
     PCA map stands in, if it was written), finished with a warning that says how to try again."""
-    from ssl_core.workflows.pipeline import run_post_steps
-
     try:
         run_post_steps(run, ["project"], progress=False, log=lambda message: None)
     except Exception as e:

@@ -14,8 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ssl_core.core.config import RunConfig
+from ssl_core.models.methods import run_kind
+from ssl_core.store import files
 from ssl_core.store.runs import Run, RunBusy, RunStore, process_alive
+from ssl_core.analyses.runner import JOB_FILE, LOG_FILE, check_names, job_lock, job_record, job_running
+from ssl_core.core.runtime import versions
+from ssl_core.workflows.train_request import TrainRequest
+from ssl_core.store.runs import atomic_write_json
 
 
 def _spawn(store: RunStore, run: Run, skip: tuple[str, ...] = ()) -> int:
@@ -23,7 +28,7 @@ def _spawn(store: RunStore, run: Run, skip: tuple[str, ...] = ()) -> int:
             "--runs-dir", str(store.root), "--no-progress"]
     if skip:
         args += ["--skip", ",".join(skip)]
-    log = (run.path / "train.log").open("ab")
+    log = (run.path / files.TRAIN_LOG).open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A session of its own: the job outlives the app's process and its Ctrl-C.
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -33,12 +38,13 @@ def _spawn(store: RunStore, run: Run, skip: tuple[str, ...] = ()) -> int:
     return process.pid
 
 
-def start(store: RunStore, config: RunConfig, *, skip: tuple[str, ...] = ()) -> Run:
-    """Create a run for `config` and train it in the background; returns at once."""
-    from ssl_core.core.runtime import versions
-
-    run = store.create(config, extra={"versions": versions(), "command": ["app"]})
-    _spawn(store, run, skip)
+def start(store: RunStore, request: TrainRequest) -> Run:
+    """Create a run for `request` and train it in the background; returns at once. ValueError
+    with `request.problems()` (the CLI's `train` refuses the same) before any folder exists."""
+    config = request.config()
+    run = store.create(config, extra={"versions": versions(), "command": ["app"],
+                                      "kind": run_kind(config.method["name"])})
+    _spawn(store, run, request.skip)
     return run
 
 
@@ -79,9 +85,6 @@ def start_analysis(store: RunStore, run_id: str, names: list[str] | None = None,
                    device: str = "auto") -> int:
     """Run `ssl-explorer analyze RUN_ID` in the background (its output in analysis/job.log);
     returns its pid at once. Refuses while an analysis job of this run is running."""
-    from ssl_core.analyses.runner import JOB_FILE, LOG_FILE, check_names, job_lock, job_record, job_running
-    from ssl_core.store.runs import atomic_write_json
-
     run = store.get(run_id)
     _refuse_if_busy(run, "analyse")
     args = [sys.executable, "-m", "ssl_core.cli", "analyze", run.id, "--runs-dir", str(store.root),

@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ssl_core.store.runs import Run
-
-POST_STEPS = ("embed", "eval", "project", "index")
+from ssl_core.core.runtime import resolve_device
+from ssl_core.models.encoders import check_embeddable, check_trainable
+from ssl_core.steps.embed import embed_run
+from ssl_core.steps.evaluate import evaluate_run
+from ssl_core.steps.index import index_run
+from ssl_core.steps.projection import project_run
+from ssl_core.steps.readiness import POST_STEPS
+from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, train
 
 
 def _step_functions() -> dict[str, Callable[..., Any]]:
-    from ssl_core.steps.embed import embed_run
-    from ssl_core.steps.evaluate import evaluate_run
-    from ssl_core.steps.index import index_run
-    from ssl_core.steps.projection import project_run
-
     return {"embed": embed_run, "eval": evaluate_run, "project": project_run, "index": index_run}
 
 
@@ -38,14 +39,10 @@ def _post_steps(run: Run, steps: list[str], *, device: str, progress: bool,
     """Run the named post-training steps in order; status failed (with the step) on an error,
     except on a run that had finished before: it stays finished with the error as a note
     (`Run.set_failed`), so a failed re-embed does not hide the results it left intact."""
-    from ssl_core.core.runtime import resolve_device
-
     unknown = [s for s in steps if s not in POST_STEPS]
     if unknown:
         raise ValueError(f"unknown step(s) {unknown}; steps: {', '.join(POST_STEPS)}")
     if "embed" in steps:
-        from ssl_core.models.encoders import check_embeddable
-
         check_embeddable(run)  # an imported run has no encoder: refuse before its status changes
     functions = _step_functions()
     previous = run.read_status()
@@ -79,14 +76,13 @@ def run_all(run: Run, *, resume: bool = False, skip: Iterable[str] = (), progres
 
 def _train_then_post_steps(run: Run, *, resume: bool, skip: Iterable[str], progress: bool,
                            log: Callable[[str], None]) -> Run:
-    from ssl_core.models.encoders import check_trainable
-    from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, train
-
     check_trainable(run)  # before its status changes: an imported run stays as it is
     if resume:
         run.check_resumable()  # under the lock: nobody else can start it between check and train
+    steps = [s for s in POST_STEPS if s not in set(skip)]
     try:
-        train(run, resume=resume, progress=progress)
+        # Training hands the status over to the first step: no reader sees the run finished between.
+        train(run, resume=resume, progress=progress, then=steps[0] if steps else None)
     except (TrainingFailed, TrainingInterrupted):
         raise
     except Exception as e:
@@ -94,7 +90,6 @@ def _train_then_post_steps(run: Run, *, resume: bool, skip: Iterable[str], progr
         if status["status"] not in ("failed", "interrupted", "finished"):  # finished: train kept it so
             run.set_status("failed", stage="train", error=f"{type(e).__name__}: {e}")
         raise
-    steps = [s for s in POST_STEPS if s not in set(skip)]
     if steps:
         run_post_steps(run, steps, device=run.config.train.device, progress=progress, log=log)
     return run

@@ -16,7 +16,7 @@ from plotly.offline import get_plotlyjs
 
 from ssl_core.cli import main
 from ssl_core.analyses.compare import align_map, aligned_maps, best_of, check_comparable, compare_many, run_scores
-from ssl_core.analyses.export import IDENTITY_COLUMNS, SCORE_COLUMNS, comparison_html, export, map_html, metrics_csv
+from ssl_core.analyses.export import IDENTITY_COLUMNS, SCORE_COLUMNS, comparison_html, map_html, metrics_csv
 from ssl_core.steps.projection import PCA_FILE, project_pca
 from ssl_core.store.runs import Run, RunStore, atomic_write_json, set_display_name
 from tiny_runs import embedded_run
@@ -35,9 +35,9 @@ def demo_store(tmp_path) -> RunStore:
     return RunStore(root)
 
 
-def mapped_run(store: RunStore, seed: int) -> Run:
-    """A run of synthetic embeddings over 120 + 40 shapes images, with its PCA map."""
-    run = embedded_run(store, train_size=120, test_size=40, dim=16, seed=seed)
+def mapped_run(store: RunStore, seed: int, test_size: int = 40) -> Run:
+    """A run of synthetic embeddings over 120 + `test_size` shapes images, with its PCA map."""
+    run = embedded_run(store, train_size=120, test_size=test_size, dim=16, seed=seed)
     vectors = np.concatenate([np.load(run.embeddings_dir / f"{s}.npy") for s in ("train", "test")])
     run.projection_dir.mkdir()
     np.save(run.projection_dir / PCA_FILE, project_pca(vectors.astype(np.float32)))
@@ -64,7 +64,7 @@ def test_a_run_aligned_with_itself_is_its_map_and_runs_must_hold_the_same_images
     np.testing.assert_array_equal(maps[0][0], own)
     assert maps[0][1] == "pca"
     check_comparable([a, b])  # same images, other vectors: comparable
-    other = embedded_run(store, train_size=120, test_size=30, dim=16)
+    other = mapped_run(store, 0, test_size=30)  # ready to compare, but over other images
     with pytest.raises(ValueError, match=f"{other.id} did not embed the same images"):
         check_comparable([a, other])
 
@@ -161,7 +161,7 @@ def test_cli_writes_html_and_csv_and_refuses_bad_requests(store, capsys):
     assert "unknown export format '.pdf'" in capsys.readouterr().err and not (out / "map.pdf").exists()
     assert main(["export", "no-such-run", "--out", str(out / "x.csv"), *root]) == 2
     assert "no run 'no-such-run'" in capsys.readouterr().err
-    other = embedded_run(store, train_size=120, test_size=30, dim=16)
+    other = mapped_run(store, 0, test_size=30)  # ready to compare, but over other images
     assert main(["export", a.id, other.id, "--out", str(out / "x.html"), *root]) == 2
     assert "did not embed the same images" in capsys.readouterr().err
     shutil.rmtree(b.projection_dir)

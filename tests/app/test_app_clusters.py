@@ -5,10 +5,13 @@ Explore page's map by cluster."""
 from __future__ import annotations
 
 import json
+import shutil
 
 from streamlit.testing.v1 import AppTest
 
 from app_driver import open_page, rendered, texts
+from ssl_core.cli import main
+from ssl_core.steps.readiness import embedded
 from ssl_core.workflows import jobs
 from ssl_core.analyses.clusters import cluster_run, load_clusters
 from ssl_core.analyses.outliers import load_outliers, outlier_run, pairs_above
@@ -30,6 +33,16 @@ def test_with_nothing_stored_the_page_names_the_commands(run):
     assert not at.get("image") and not at.dataframe
     assert not (run.analysis_dir / "clusters.json").exists()  # a visit computes nothing
     assert len(at.button) == 3, [b.label for b in at.button]  # clusters, outliers, near-duplicates
+
+
+def test_a_run_without_embeddings_is_refused_with_the_reason_the_cli_gives(run, capsys):
+    shutil.rmtree(run.embeddings_dir)
+    reason = embedded(run)
+    assert reason == f"run {run.id} has no embeddings yet: run `ssl-explorer embed {run.id}`"
+    at = open_clusters(run.id)
+    assert texts(at.warning) == [reason[:1].upper() + reason[1:]] and not at.button
+    assert main(["compare", run.id, run.id, "--runs-dir", str(run.path.parent)]) == 2
+    assert capsys.readouterr().err == f"error: {reason}\n"
 
 
 def test_the_compute_button_starts_a_background_job(run, monkeypatch):

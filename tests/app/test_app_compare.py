@@ -14,8 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 from app_driver import APP, texts
 from ssl_core.analyses.compare import compare_many, run_scores
+from ssl_core.cli import main
 from ssl_core.steps.embed import load_embeddings
 from ssl_core.steps.evaluate import confusion, knn_predict
+from ssl_core.steps.readiness import comparable
 from ssl_core.store.runs import Run, RunStore
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
@@ -176,3 +178,20 @@ def test_a_run_over_other_images_is_left_out_with_the_reason(runs_root, tmp_path
     assert at.multiselect(key="compare_runs").value == [DEMOS[0], DEMOS[1]]
     assert "demo-other-images" not in at.multiselect(key="compare_runs").options
     assert RunStore(root).get("demo-other-images")  # still there, only not offered
+
+
+def test_a_run_without_its_map_is_left_out_with_the_reason_the_cli_gives(runs_root, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)
+    shutil.rmtree(root / DEMOS[2] / "projection")
+    reason = comparable(Run(root / DEMOS[2]))
+    assert reason == f"run {DEMOS[2]} has no map yet: run `ssl-explorer project {DEMOS[2]}`"
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(root))
+    at = open_compare([DEMOS[0], DEMOS[2]])
+    assert f"The address names run '{DEMOS[2]}', which cannot be compared: {reason}" in texts(at.error)
+    assert reason[:1].upper() + reason[1:] in texts(at.caption)  # under "1 run cannot be compared yet"
+    assert DEMOS[2] not in at.multiselect(key="compare_runs").options
+
+    out = tmp_path / "compare.html"
+    assert main(["export", DEMOS[0], DEMOS[2], "--out", str(out), "--runs-dir", str(root)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {reason}" and not out.exists()

@@ -13,8 +13,10 @@ import numpy as np
 from PIL import Image
 
 from app_driver import open_page, rendered, select_on_map, texts
+from ssl_core.cli import main
 from ssl_core.steps.browsing import load_explore_data, run_images
 from ssl_core.steps.index import load_search
+from ssl_core.steps.readiness import explorable, searchable
 
 
 def decoded(values) -> list:
@@ -115,24 +117,41 @@ def test_a_bad_run_id_in_the_address_is_a_clear_error(run):
     assert any("no-such-run" in e and "no such run" in e for e in texts(at.error)), texts(at.error)
 
 
-def test_a_run_without_its_map_says_which_command_makes_it(run):
+def capitalised(reason: str) -> str:
+    return reason[:1].upper() + reason[1:]
+
+
+def test_a_run_without_its_map_says_which_command_makes_it_on_the_page_and_in_the_cli(run, tmp_path, capsys):
     shutil.rmtree(run.projection_dir)
+    reason = explorable(run)
+    assert reason == f"run {run.id} has no map yet: run `ssl-explorer project {run.id}`"
     at = open_page("explore", {"run": run.id})
-    assert any(f"`ssl-explorer project {run.id}`" in w for w in texts(at.warning)), texts(at.warning)
+    assert texts(at.warning) == [capitalised(reason)]
     assert not at.get("plotly_chart")
+    out = tmp_path / "map.html"
+    assert main(["export", run.id, "--out", str(out), "--runs-dir", str(run.path.parent)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {reason}" and not out.exists()  # after a progress bar
 
 
-def test_a_run_still_training_is_not_mapped_yet(run):
-    run.set_status("running", stage="train")
+def test_a_run_still_training_is_not_mapped_yet_on_the_page_nor_in_the_cli(run, tmp_path, capsys):
+    run.set_status("running", stage="train")  # this process stands in for the job
+    reason = explorable(run)
+    assert reason.startswith(f"run {run.id} is still running (train): its embeddings and map appear")
     at = open_page("explore", {"run": run.id})
-    assert any("still running" in w and "Train page" in w for w in texts(at.warning)), texts(at.warning)
+    assert texts(at.warning) == [capitalised(reason)]
+    assert main(["export", run.id, "--out", str(tmp_path / "map.html"), "--runs-dir", str(run.path.parent)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {reason}"
 
 
-def test_a_run_without_its_index_shows_the_map_and_says_how_to_search(run):
+def test_a_run_without_its_index_shows_the_map_and_says_how_to_search_as_the_cli_does(run, capsys):
     run.index_path.unlink()
+    reason = searchable(run)
+    assert reason == f"run {run.id} has no search index yet: run `ssl-explorer index {run.id}`"
     at = open_page("explore", {"run": run.id})
     assert at.get("plotly_chart")
-    assert any(f"`ssl-explorer index {run.id}`" in w for w in texts(at.warning)), texts(at.warning)
+    assert texts(at.warning) == [f"No neighbour search for this run: {reason}"]
+    assert main(["neighbors", run.id, "--index", "3", "--runs-dir", str(run.path.parent)]) == 2
+    assert capsys.readouterr().err == f"error: {reason}\n"
 
 
 def map_points(at) -> tuple[str, dict[int, tuple[float, float]]]:

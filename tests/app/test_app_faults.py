@@ -9,7 +9,8 @@ from PIL import Image
 
 from app_driver import open_page, texts
 from ssl_core.cli import main
-from ssl_core.steps.browsing import missing_steps, run_images
+from ssl_core.steps.browsing import run_images
+from ssl_core.steps.readiness import missing_steps
 
 
 def test_a_failed_re_embed_leaves_a_finished_run_explorable(run, runs_dir, capsys):

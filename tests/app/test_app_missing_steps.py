@@ -1,10 +1,10 @@
-"""ssl_core.steps.browsing.missing_steps: which stored outputs a run lacks (added for the Explore page)."""
+"""ssl_core.steps.readiness.missing_steps: which stored outputs a run lacks (added for the Explore page)."""
 
 from __future__ import annotations
 
 import shutil
 
-from ssl_core.steps.browsing import missing_steps
+from ssl_core.steps.readiness import missing_steps
 from ssl_core.store.runs import RunStore
 from tiny_runs import tiny_config
 

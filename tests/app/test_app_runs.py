@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 
-from app_driver import open_page, texts
+from app_driver import open_page, rendered, texts
+from ssl_core.steps.readiness import resumable
 
 
 def table(at):
@@ -59,7 +60,8 @@ def test_broken_runs_are_listed_with_the_reason(run, runs_dir):
 
 def test_resume_is_offered_for_an_interrupted_run_only(run):
     at = open_page("runs")
-    assert at.button(key="runs_resume").disabled  # finished: nothing to resume
+    assert at.button(key="runs_resume").disabled  # finished: nothing to resume, as the CLI would say
+    assert rendered(at.button(key="runs_resume").help) == resumable(run) and "nothing to resume" in resumable(run)
     run.set_status("interrupted", stage="train", step=3, total_steps=5, error="stopped at step 3 of 5")
     at = open_page("runs")
     assert not at.button(key="runs_resume").disabled

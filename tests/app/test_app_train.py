@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 import train_form
-from app_driver import open_page, texts
+from app_driver import open_page, rendered, texts
+from ssl_core.cli import main
+from ssl_core.steps.readiness import explorable, resumable
 from ssl_core.workflows import jobs
+from ssl_core.workflows.train_request import TrainRequest
 from ssl_core.models.methods import METHODS, Method, register_method
 from ssl_core.store.runs import RunStore
 
@@ -130,6 +135,33 @@ def test_a_missing_folder_is_refused(runs_dir, tmp_path):
     assert at.button(key="train_start").disabled
 
 
+def test_the_page_and_the_cli_refuse_a_bad_request_with_the_same_sentences(runs_dir, tmp_path, capsys):
+    nowhere = str(tmp_path / "nowhere")
+    expected = TrainRequest(dataset=nowhere, skip=("embed",)).problems()
+    assert len(expected) == 2  # no such folder; scores, map and index without the embeddings they read
+
+    at = open_page("train")
+    at.selectbox(key="train_dataset").select("(a folder of my images)").run()
+    at.text_input(key="train_folder").input(nowhere)
+    at.multiselect(key="train_after").set_value(["eval", "project", "index"]).run()
+    assert texts(at.error) == [f"Cannot start: {problem}" for problem in expected]
+    assert at.button(key="train_start").disabled
+
+    before = sorted(p.name for p in runs_dir.iterdir())
+    assert main(["train", "--dataset", nowhere, "--skip", "embed", "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err == "error: the run cannot start:\n  " + "\n  ".join(expected) + "\n"
+    assert sorted(p.name for p in runs_dir.iterdir()) == before
+
+
+def test_the_page_and_the_cli_ask_the_same_check(runs_dir, monkeypatch, capsys):
+    monkeypatch.setattr(TrainRequest, "problems", lambda request: [f"refused by the one check ({request.method})"])
+    at = open_page("train")
+    assert texts(at.error) == ["Cannot start: refused by the one check (simclr)"]
+    assert at.button(key="train_start").disabled
+    assert main(["train", "--runs-dir", str(runs_dir)]) == 2
+    assert capsys.readouterr().err == "error: refused by the one check (simclr)\n"
+
+
 @pytest.mark.skipif(train_form.cuda_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_is_refused(runs_dir):
     at = open_page("train")
@@ -152,9 +184,9 @@ def test_a_folder_can_be_streamed_from_its_files(runs_dir, tmp_path, monkeypatch
     assert not at.error
     started = []
 
-    def start(store, config, skip=()):  # what the click would start, without training
-        started.append(config)
-        return store.create(config)
+    def start(store, request):  # what the click would start, without training
+        started.append(request.config())
+        return store.create(started[-1])
 
     monkeypatch.setattr(jobs, "start", start)
     at.button(key="train_start").click().run()
@@ -173,15 +205,15 @@ def test_the_form_builds_the_config_the_cli_would():
     choices = train_form.TrainChoices(method="supervised", backbone="resnet18", dataset="digits", epochs=3,
                                       batch_size=64, lr=1e-3, seed=7, device="cpu", train_size=100,
                                       after_training=("embed", "eval"))
-    config = train_form.build_config(choices).to_dict()
+    config = choices.request().config().to_dict()
     assert config["method"] == {"name": "supervised"} and config["backbone"] == {"name": "resnet18"}
     assert {k: config["data"][k] for k in ("dataset", "train_size", "test_size", "download")} == {
         "dataset": "digits", "train_size": 100, "test_size": None, "download": False}
     assert {k: config["train"][k] for k in ("epochs", "batch_size", "lr", "seed", "device")} == {
         "epochs": 3, "batch_size": 64, "lr": 1e-3, "seed": 7, "device": "cpu"}
     assert choices.skip == ("project", "index")
-    assert train_form.problems(choices) == []
-    assert train_form.problems(train_form.TrainChoices(after_training=("project",))) == [
+    assert choices.request().problems() == []
+    assert train_form.TrainChoices(after_training=("project",)).request().problems() == [
         "the steps after training read the embeddings: keep 'embed' or skip them all"]
 
 
@@ -201,3 +233,24 @@ def test_a_read_only_disk_is_one_sentence_and_leaves_no_half_made_run(runs_dir, 
     [error] = [e for e in texts(at.error) if "Cannot start" in e]
     assert "config.json" in error and "the file system is read-only" in error
     assert sorted(p.name for p in runs_dir.iterdir()) == before, "a folder without a config was left behind"
+
+
+def test_the_follow_panel_shows_the_status_as_written_with_the_librarys_reasons(run):
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # the job, which training has just handed over to its first step
+        run.set_status("running", stage="embed", pid=job.pid)
+        at = open_page("train", {"run": run.id})
+        assert any(f"**{run.id}** · status **running** · embedding the images" in m for m in texts(at.markdown))
+        [explore_link] = [link.proto for link in at.get("page_link") if link.proto.label == "Open in Explore"]
+        assert explore_link.disabled and rendered(explore_link.help) == explorable(run)
+        assert at.button(key="train_resume").disabled and not at.button(key="train_cancel").disabled
+        assert rendered(at.button(key="train_resume").help) == resumable(run)  # "... is already running ..."
+    finally:
+        job.kill()
+        job.wait()
+
+    run.set_status("finished", stage="done")
+    at.run()
+    [explore_link] = [link.proto for link in at.get("page_link") if link.proto.label == "Open in Explore"]
+    assert not explore_link.disabled and at.button(key="train_cancel").disabled
+    assert rendered(at.button(key="train_resume").help) == resumable(run)  # "... has finished; nothing to resume ..."

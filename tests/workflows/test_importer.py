@@ -242,12 +242,12 @@ def test_a_failure_while_writing_leaves_no_half_made_run(folder, monkeypatch):
 
 
 def test_a_failed_umap_leaves_a_finished_run_with_a_warning(folder, monkeypatch):
-    import ssl_core.steps.projection as project
+    from ssl_core.workflows import pipeline
 
     def crash(run, **kwargs):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(project, "project_run", crash)
+    monkeypatch.setattr(pipeline, "project_run", crash)  # the map step as the pipeline runs it
     np.save(folder / "v.npy", np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32))
     result = import_embeddings(RunStore(folder / "runs"), images=folder / "images", embeddings=folder / "v.npy")
     assert result.run.read_status()["status"] == "finished"

@@ -8,7 +8,7 @@ import pytest
 
 from ssl_core.workflows import jobs
 from ssl_core.models.checkpoint import load_checkpoint
-from tiny_runs import tiny_config
+from tiny_runs import tiny_request
 
 
 def wait_for(predicate, timeout: float = 120, what: str = "condition"):
@@ -23,8 +23,7 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition"):
 
 @pytest.mark.slow
 def test_start_cancel_resume(store):
-    config = tiny_config(epochs=20, checkpoint_every=2)
-    run = jobs.start(store, config, skip=("project", "index"))
+    run = jobs.start(store, tiny_request(epochs=20, checkpoint_every=2, skip=("project", "index")))
     assert run.read_status()["status"] in ("queued", "running"), "start returns at once"
     wait_for(lambda: run.checkpoint_path.exists(), what="a first checkpoint")
 
