@@ -34,6 +34,9 @@ import numpy as np
 
 from ssl_core.analyses.stored import store_result
 from ssl_core.store.runs import Run
+from ssl_core.analyses.stored import has_stored, load_stored
+from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.index import faiss_gpu_available
 
 NAME = "clusters"
 ALGORITHMS = ("kmeans", "hdbscan")
@@ -236,9 +239,6 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
     """k-means and HDBSCAN of all of `run`'s embeddings; writes analysis/clusters.npz and
     analysis/clusters.json (see the module docstring) and returns the summary. `device` "cuda"
     trains k-means on the GPU when FAISS has GPU support."""
-    from ssl_core.steps.embed import load_all_embeddings
-    from ssl_core.steps.index import faiss_gpu_available
-
     report = progress or (lambda fraction, text: None)
     report(0.0, "loading embeddings")
     vectors, labels, ids, splits = load_all_embeddings(run)
@@ -305,15 +305,11 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
 
 
 def has_clusters(run: Run) -> bool:
-    from ssl_core.analyses.stored import has_stored
-
     return has_stored(run, NAME)
 
 
 def load_clusters(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(clusters.json, the arrays of clusters.npz) as `cluster_run` stored them."""
-    from ssl_core.analyses.stored import load_stored
-
     return load_stored(run, NAME, "clusters", per_row=("kmeans_labels", "kmeans_distance", "hdbscan_labels",
                                                          "hdbscan_distance", "labels"))
 

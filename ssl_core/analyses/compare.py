@@ -15,12 +15,14 @@ import numpy as np
 from ssl_core.analyses.runner import JOB_FILE
 from ssl_core.steps.evaluate import linear_cka
 from ssl_core.store.runs import Run
+from ssl_core.steps.embed import load_embeddings
+from ssl_core.steps.index import build_index
+from ssl_core.steps.projection import load_map
+from ssl_core.steps.readiness import comparable, embedded, refuse
 
 
 def _neighbour_lists(x: np.ndarray, k: int) -> np.ndarray:
     """(N, k) rows of each row's k nearest neighbours by cosine, itself excluded."""
-    from ssl_core.steps.index import build_index
-
     x = np.ascontiguousarray(x, dtype=np.float32)
     _, rows = build_index(x).search(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), k + 1)
     # Drop each image itself; with duplicate vectors it need not come first, so drop by value.
@@ -46,8 +48,8 @@ def knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
 def compare_runs(run_a: Run, run_b: Run, *, k: int = 10, max_images: int = 5000) -> dict[str, Any]:
     """CKA and k-NN overlap of two runs on their shared held-out images (the test split, at most
     `max_images` of them, in stored order)."""
-    from ssl_core.steps.embed import load_embeddings
-
+    for run in (run_a, run_b):
+        refuse(embedded(run))
     a, _, ids_a = load_embeddings(run_a, "test")
     b, _, ids_b = load_embeddings(run_b, "test")
     if ids_a != ids_b:
@@ -80,12 +82,15 @@ def ids_signature(run: Run) -> str:
 
 
 def check_comparable(runs: list[Run]) -> None:
-    """ValueError naming the runs that hold other images than the first run (another dataset,
-    other split settings), so their rows cannot be compared image by image."""
+    """ValueError when `runs` cannot be compared side by side: a run not ready to
+    (`readiness.comparable`, the Compare page's reason), or runs that hold other images than the
+    first run (another dataset, other split settings), so their rows differ image by image."""
     if len(runs) < 2:
         raise ValueError(f"a comparison needs at least 2 runs; got {len(runs)}")
     if len({run.id for run in runs}) != len(runs):
         raise ValueError(f"a run is named twice: {', '.join(run.id for run in runs)}")
+    for run in runs:
+        refuse(comparable(run))
     first = ids_signature(runs[0])
     others = [run.id for run in runs[1:] if ids_signature(run) != first]
     if others:
@@ -119,8 +124,6 @@ def align_map(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def aligned_maps(runs: list[Run]) -> list[tuple[np.ndarray, str]]:
     """Each run's 2-D map (UMAP, else PCA: `project.load_map`) as (coords, kind), every map after
     the first aligned onto the first, so that the same image sits in about the same place."""
-    from ssl_core.steps.projection import load_map
-
     maps = [load_map(run) for run in runs]
     reference = maps[0][0]
     for run, (coords, _) in zip(runs, maps):
@@ -134,8 +137,6 @@ def compare_many(runs: list[Run], *, k: int = 10, max_images: int = 5000) -> dic
     """CKA and k-NN overlap of every pair of `runs` on their shared test images (at most
     `max_images`, in stored order): {"runs", "images", "k", "cka", "knn_overlap"}, the two
     matrices as nested lists (symmetric, 1 on the diagonal)."""
-    from ssl_core.steps.embed import load_embeddings
-
     if not runs:
         raise ValueError("compare_many needs at least one run")
     vectors, ids = [], None

@@ -42,6 +42,10 @@ from plotly.colors import qualitative
 from ssl_core.analyses.compare import (DIRECTION_NOTES, aligned_maps, best_of, check_comparable, class_names,
                               compare_many, run_scores, score_rows)
 from ssl_core.store.runs import Run, atomic_write_bytes, get_display_name
+from ssl_core.steps.browsing import label_name, run_images
+from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.projection import load_map
+from ssl_core.steps.readiness import explorable, refuse
 
 FORMATS = (".html", ".csv")
 MAX_COMPARED = 4
@@ -113,7 +117,6 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: li
     `plotly_text`; ids and label names are escaped here."""
     import plotly.graph_objects as go
 
-    from ssl_core.steps.browsing import label_name
 
     labels = np.asarray(labels)
     hover = np.array([f"{plotly_text(ids[r])}<br>{plotly_text(label_name(names, int(labels[r])))}"
@@ -216,8 +219,6 @@ def _script_json(value: Any) -> str:
 
 def _captions(ids: list[str], labels: np.ndarray, names: list[str]) -> list[str]:
     """The hover panel's text of each row: its id, then its label name."""
-    from ssl_core.steps.browsing import label_name
-
     return [f"{row_id}\n{label_name(names, int(label))}" for row_id, label in zip(ids, labels)]
 
 
@@ -234,8 +235,6 @@ def _panel() -> str:
 
 
 def _map_inputs(run: Run) -> tuple[np.ndarray, list[str], list[str]]:
-    from ssl_core.steps.embed import load_all_embeddings
-
     _, labels, ids, _ = load_all_embeddings(run)
     return labels, ids, class_names(run)
 
@@ -247,10 +246,9 @@ def _check_html_size(run: Run, n: int) -> None:
 
 
 def map_html(run: Run, progress: Progress = None) -> str:
-    """One run's map as a standalone HTML page (see the module docstring)."""
-    from ssl_core.steps.browsing import run_images
-    from ssl_core.steps.projection import load_map
-
+    """One run's map as a standalone HTML page (see the module docstring); ValueError with
+    `readiness.explorable`'s reason when the run has no map to show yet."""
+    refuse(explorable(run))
     coords, kind = load_map(run)
     labels, ids, names = _map_inputs(run)
     if len(coords) != len(ids):
@@ -288,8 +286,6 @@ def _scores_table(runs: list[Run]) -> str:
 
 def comparison_html(runs: list[Run], progress: Progress = None) -> str:
     """2 to 4 runs over the same images as one standalone HTML page (see the module docstring)."""
-    from ssl_core.steps.browsing import run_images
-
     if not 2 <= len(runs) <= MAX_COMPARED:
         raise ValueError(f"a comparison takes 2 to {MAX_COMPARED} runs; got {len(runs)}")
     check_comparable(runs)

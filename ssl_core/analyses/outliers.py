@@ -28,6 +28,9 @@ import numpy as np
 from ssl_core.analyses.stored import store_result
 from ssl_core.analyses.clusters import class_names_of, normalized, small_set_threads
 from ssl_core.store.runs import Run
+from ssl_core.analyses.stored import has_stored, load_stored
+from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.index import build_index, describe_index
 
 NAME = "outliers"
 RANGE_SEARCH_RESULTS = 1 << 22  # query rows per range search: at most ~4M (row, row) results at once
@@ -39,8 +42,6 @@ def knn_scores(x: np.ndarray, k: int, index=None) -> tuple[np.ndarray, np.ndarra
     """(mean cosine distance of each row to its k nearest other rows (N,), those rows (N, k)) for
     L2-normalised rows `x`, searched in `index` (default: ssl_core.steps.index.build_index(x), exact up
     to a million rows). The row itself is dropped even when exact duplicates tie with it."""
-    from ssl_core.steps.index import build_index
-
     n = len(x)
     if not 1 <= k < n:
         raise ValueError(f"k must be between 1 and the number of rows minus one ({n - 1}); got {k}")
@@ -59,8 +60,6 @@ def near_duplicates(x: np.ndarray, threshold: float, max_pairs: int,
     """(pairs (P, 2) with i < j, their cosine similarities (P,), the number of such pairs in all)
     for L2-normalised rows `x`: the `max_pairs` most similar pairs at or above `threshold`, by a
     range search in `index` (default: ssl_core.steps.index.build_index(x))."""
-    from ssl_core.steps.index import build_index
-
     n = len(x)
     index = build_index(x) if index is None else index
     step = max(1, RANGE_SEARCH_RESULTS // max(n, 1))
@@ -90,9 +89,6 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
     analysis/outliers.npz and analysis/outliers.json (see the module docstring) and returns the
     summary. `device` is accepted for the shared interface of analyses: ssl_core.steps.index decides
     where the index is built."""
-    from ssl_core.steps.embed import load_all_embeddings
-    from ssl_core.steps.index import build_index, describe_index
-
     if not -1.0 <= threshold <= 1.0:
         raise ValueError(f"threshold is a cosine similarity between -1 and 1; got {threshold}")
     if max_pairs < 1 or top < 1:
@@ -159,15 +155,11 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
 
 
 def has_outliers(run: Run) -> bool:
-    from ssl_core.analyses.stored import has_stored
-
     return has_stored(run, NAME)
 
 
 def load_outliers(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(outliers.json, the arrays of outliers.npz) as `outlier_run` stored them."""
-    from ssl_core.analyses.stored import load_stored
-
     return load_stored(run, NAME, "outlier scores", per_row=("score", "rank"))
 
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
 from ssl_core.analyses.stored import result_path
 from ssl_core.store.runs import Run, atomic_write_json, now_iso, process_alive, process_start_time
+from ssl_core.core.runtime import resolve_device
 
 # name -> "module:function"; order is the order `run_analyses` runs them in.
 ANALYSES: dict[str, str] = {
@@ -148,8 +149,6 @@ def run_analyses(run: Run, names: list[str] | None = None, *, recompute: bool = 
 
 def _run_analyses(run: Run, names: list[str] | None, *, recompute: bool, device: str,
                   progress: Progress | None) -> dict[str, Any]:
-    from ssl_core.core.runtime import resolve_device
-
     state = missing_analyses(run, names)
     wanted = list(ANALYSES) if names is None else check_names(names)
     todo = [n for n in wanted if n not in state["not_applicable"] and (recompute or n in state["missing"])]

@@ -22,8 +22,6 @@ def load_dataset(cfg: DataConfig) -> ImageSet:
         return DATASETS.get(cfg.dataset)(cfg)
     path = Path(cfg.dataset).expanduser()
     if path.is_dir():
-        from ssl_core.data.folder import load_folder
-
         return load_folder(cfg)
     raise KeyError(DATASETS.unknown_message(cfg.dataset) + "; or give the path of a folder of images")
 
@@ -39,5 +37,6 @@ def dataset_reference(name: str) -> str:
 
 # Importing the loader modules registers them.
 from ssl_core.data import shapes, digits, mnist, online  # noqa: E402,F401
+from ssl_core.data.folder import load_folder
 
 __all__ = ["DATASETS", "ImageSet", "dataset_reference", "load_dataset"]

@@ -40,6 +40,7 @@ from ssl_core.data.decode import MAX_PIXELS, decode_image  # noqa: F401  (import
 from ssl_core.data.files import FileImages
 from ssl_core.data.imageset import ImageSet
 from ssl_core.store.runs import atomic_write_bytes
+from ssl_core.data.online import data_root
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
 
@@ -126,7 +127,6 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
     """
     from tqdm.auto import tqdm
 
-    from ssl_core.data.online import data_root
 
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
     cache_path = data_root(cfg) / "folder-checks" / f"{digest}.json"

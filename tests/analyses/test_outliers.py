@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from ssl_core.analyses.outliers import knn_scores, load_outliers, near_duplicates, outlier_run, pairs_above
-from ssl_core.store.runs import Run
 from tiny_runs import tiny_config, write_embeddings
 
 

@@ -1,0 +1,51 @@
+"""Every file of a run folder, named once: what it holds and which step writes it.
+
+Readers and writers take the names from here (through `Run`'s properties or these constants),
+and docs/architecture.md's run-folder table is generated from `RUN_FILES`, so the list cannot
+drift from the code.
+"""
+
+from __future__ import annotations
+
+CONFIG = "config.json"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+TRAIN_LOG = "train.log"
+NAME = "label.txt"
+LOCK = ".lock"
+EMBEDDINGS_DIR = "embeddings"
+CLASS_NAMES = "class_names.json"  # inside embeddings/
+EVAL = "eval.json"
+PROJECTION_DIR = "projection"
+PCA_MAP = "pca_2d.npy"  # inside projection/
+UMAP_MAP = "umap_2d.npy"  # inside projection/
+INDEX_DIR = "index"
+INDEX = "faiss.index"  # inside index/
+ANALYSIS_DIR = "analysis"
+DATASET_DIR = "dataset"
+
+# (path inside the run folder, written by, what it holds)
+RUN_FILES: tuple[tuple[str, str, str], ...] = (
+    (CONFIG, "train / import / encode", "the whole RunConfig, library versions and device"),
+    (STATUS, "every step", "queued | running | finished | failed | interrupted, pid, stage, error"),
+    (LOCK, "the process that has the run", "held (flock) while it trains, post-processes or analyses"),
+    (METRICS, "train", "one JSON object per logged step or check"),
+    (CHECKPOINT, "train", "the latest training state (atomic; loaded with weights_only=True)"),
+    (TRAIN_LOG, "background jobs", "the output of a job started by the app"),
+    (NAME, "rename", "the display name a person gave the run"),
+    (f"{EMBEDDINGS_DIR}/", "embed", "train.npy, test.npy (float16), <split>_labels.npy, <split>_ids.json, "
+                                     f"{CLASS_NAMES}"),
+    (EVAL, "eval", "kNN and linear-probe scores, or label-free scores when there are no labels"),
+    (f"{PROJECTION_DIR}/", "project", f"{PCA_MAP} (written first), {UMAP_MAP}, params.json"),
+    (f"{INDEX_DIR}/", "index", f"{INDEX} and params.json (exact or IVF)"),
+    (f"{ANALYSIS_DIR}/", "analyze", "<name>.json (+ <name>.npz) per analysis, job.json, job.log"),
+    (f"{DATASET_DIR}/", "import", "imported runs only: images.npy, factors.npz, factor_levels.json"),
+)
+
+
+def markdown_table() -> str:
+    """RUN_FILES as the Markdown table that docs/architecture.md carries (tests keep them equal)."""
+    rows = ["| file | written by | what it holds |", "|---|---|---|"]
+    rows += [f"| `{path}` | {writer} | {what} |" for path, writer, what in RUN_FILES]
+    return "\n".join(rows)
