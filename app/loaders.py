@@ -23,6 +23,7 @@ import streamlit as st
 from ssl_core.data import ImageSet
 from ssl_core.steps.browsing import ExploreData, load_explore_data, run_dataset, run_images
 from ssl_core.steps.index import Search, load_search
+from ssl_core.store import files
 from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
 from ssl_core.store.runs import Run
 
@@ -154,12 +155,11 @@ def _aligned_maps(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _labels(root: str, run_id: str, stamp: Fingerprint) -> tuple[np.ndarray, list[str], list[str]]:
-    from ssl_core.analyses.compare import class_names
     from ssl_core.steps.embed import load_all_embeddings
 
     run = Run(Path(root) / run_id)
     _, labels, ids, _ = load_all_embeddings(run)
-    return labels, list(ids), class_names(run)
+    return labels, list(ids), run.read_class_names()
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
@@ -182,7 +182,7 @@ def aligned_maps(runs: list[Run]) -> list[tuple[np.ndarray, str]]:
 def labels(run: Run) -> tuple[np.ndarray, list[str], list[str]]:
     """(labels, ids, class names) of the run's rows, train then test."""
     return _labels(str(run.path.parent), run.id,
-                   fingerprint(run, *_embedding_files(run), run.embeddings_dir / "class_names.json"))
+                   fingerprint(run, *_embedding_files(run), run.embeddings_dir / files.CLASS_NAMES))
 
 
 def comparison_html(runs: list[Run]) -> bytes:
@@ -193,7 +193,7 @@ def comparison_html(runs: list[Run]) -> bytes:
 def _score_files(run: Run) -> list[Path]:
     """What the scores table reads: eval.json, metrics.jsonl, the stored analyses, the name."""
     analyses = sorted(run.analysis_dir.glob("*.json")) if run.analysis_dir.is_dir() else []
-    return [*_map_files(run), run.eval_path, run.metrics_path, run.config_path, run.path / "label.txt", *analyses]
+    return [*_map_files(run), run.eval_path, run.metrics_path, run.config_path, run.path / files.NAME, *analyses]
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -282,7 +282,7 @@ def eval_scores(run: Run) -> dict | None:
 
 
 def class_names(run: Run) -> list[str]:
-    names = _run_json(run, run.embeddings_dir / "class_names.json")
+    names = _run_json(run, run.embeddings_dir / files.CLASS_NAMES)
     return list(names) if isinstance(names, list) else []
 
 

@@ -19,7 +19,7 @@ if str(APP_DIR) not in sys.path:
 
 st.set_page_config(layout="wide", page_title="ssl-explorer")
 
-from ssl_core.store.runs import RunStore  # noqa: E402  (after the path set-up above)
+from ssl_core.store.run_store import RunStore  # noqa: E402  (after the path set-up above)
 from widgets.literal import sentence  # noqa: E402
 
 try:

@@ -19,7 +19,8 @@ from ssl_core.models.augment import make_views
 from ssl_core.models.methods import build_method
 from ssl_core.models.methods.simclr import nt_xent
 from ssl_core.core.runtime import precision_context
-from ssl_core.training.loop import TrainingStep, make_optimizer
+from ssl_core.training.loop import TrainingStep
+from ssl_core.training.optimizer import make_optimizer
 
 Pipeline = Callable[[int], None]  # takes k training steps
 

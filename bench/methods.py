@@ -34,7 +34,7 @@ from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainCon
 from ssl_core.steps.embed import embed_run, load_embeddings
 from ssl_core.steps.evaluate import effective_rank, evaluate_run
 from ssl_core.models.methods import METHODS
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from ssl_core.training.loop import train
 
 RESULTS = Path(__file__).resolve().parent / "results"

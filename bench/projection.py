@@ -79,7 +79,7 @@ def shapes_embeddings(n: int, dim: int) -> np.ndarray:
 
 def run_embeddings(run_id: str, runs_dir: str) -> np.ndarray:
     from ssl_core.steps.embed import load_all_embeddings
-    from ssl_core.store.runs import RunStore
+    from ssl_core.store.run_store import RunStore
 
     return load_all_embeddings(RunStore(runs_dir).get(run_id))[0]
 

@@ -32,7 +32,7 @@ from harness import SimCLRBench, device_name, measure, pick_device, print_table,
 from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.decode import decode_image
-from ssl_core.training.loop import StreamedTrainImages, TrainImages, channel_stats
+from ssl_core.training.batching import StreamedTrainImages, TrainImages, channel_stats
 from train_throughput import standard_loss, standard_transform
 
 

@@ -33,7 +33,7 @@ from ssl_core.core.config import DataConfig
 from ssl_core.data import load_dataset
 from ssl_core.data.online import import_torchvision
 from ssl_core.models.methods.simclr import nt_xent
-from ssl_core.training.loop import TrainImages, channel_stats
+from ssl_core.training.batching import TrainImages, channel_stats
 
 
 def standard_transform(view: ViewConfig, size: int, mean, std):

@@ -20,7 +20,8 @@ import torch
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.models.methods import run_kind
 from ssl_core.workflows.pipeline import run_all
-from ssl_core.store.runs import RunStore, atomic_write_json
+from ssl_core.store.atomic import atomic_write_json
+from ssl_core.store.run_store import RunStore
 
 HERE = Path(__file__).resolve().parent
 DATA = DataConfig(dataset="shapes", train_size=4000, test_size=1000)

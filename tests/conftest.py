@@ -7,7 +7,8 @@ import pytest
 from app_server import served_app
 from hostile_runs import hostile_run
 from ssl_core.steps.index import index_run
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import numpy as np
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.workflows.importer import write_rows
 from ssl_core.steps.projection import PCA_FILE, project_pca
-from ssl_core.store.runs import Run, RunStore, set_display_name
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run, set_display_name
 
 ID_PAYLOADS = ["<img src=x onerror=\"window.pwned='id img'\">.png",
                "<script>window.pwned='id script'</script>",

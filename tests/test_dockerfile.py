@@ -8,7 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from ssl_core.cli import build_parser
+from ssl_core.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

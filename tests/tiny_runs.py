@@ -30,7 +30,7 @@ def tiny_request(method: str = "simclr", *, skip: tuple[str, ...] = (), **config
 def trained_run(root, method: str, *, train_size: int, test_size: int, epochs: int = 1):
     """A tiny run of `method`, trained, embedded and scored (no map, no index) in a RunStore at root."""
     from ssl_core.workflows.pipeline import run_all
-    from ssl_core.store.runs import RunStore
+    from ssl_core.store.run_store import RunStore
 
     run = RunStore(root).create(tiny_config(method, train_size=train_size, test_size=test_size, epochs=epochs))
     run_all(run, skip=["project", "index"], progress=False, log=lambda message: None)

@@ -15,7 +15,8 @@ import streamlit as st
 import loaders
 from ssl_core.analyses.attention import AttentionMaps, check_rows, compute_maps, panels, why_no_maps
 from ssl_core.steps.browsing import decode_upload
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge
 from widgets.literal import literal, sentence
 from widgets.run_picker import describe, pick_run

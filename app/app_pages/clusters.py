@@ -13,7 +13,8 @@ from ssl_core.analyses.clusters import has_clusters
 from ssl_core.steps.browsing import label_name
 from ssl_core.steps.readiness import embedded
 from ssl_core.analyses.outliers import has_outliers, pairs_above
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run

@@ -22,7 +22,8 @@ from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no
 from ssl_core.steps.browsing import label_name
 from ssl_core.analyses.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
 from ssl_core.steps.readiness import comparable
-from ssl_core.store.runs import Run, RunStore, get_display_name, validate_run_id
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run, get_display_name, validate_run_id
 from widgets.image_grid import image_grid
 from widgets.literal import literal, sentence
 from widgets.map_figure import selected_rows

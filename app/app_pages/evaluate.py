@@ -14,7 +14,8 @@ import loaders
 from ssl_core.workflows import jobs
 from ssl_core.analyses.runner import missing_analyses, read_job
 from ssl_core.analyses.export import plotly_text
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run
 

@@ -13,7 +13,8 @@ from ssl_core.models.encoders import has_encoder
 from ssl_core.steps.browsing import ExploreData, decode_upload, encode_upload
 from ssl_core.steps.projection import UMAP_FILE
 from ssl_core.steps.readiness import explorable, mapping_now, missing_steps, refuse, searchable
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
 from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows

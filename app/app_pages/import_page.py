@@ -11,7 +11,7 @@ import streamlit as st
 
 from ssl_core.data import DATASETS
 from ssl_core.data.online import ONLINE_SETS
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from widgets.literal import literal, sentence
 from widgets.run_picker import select_run
 

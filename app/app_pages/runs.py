@@ -12,7 +12,9 @@ import streamlit as st
 
 from ssl_core.workflows import jobs
 from ssl_core.steps.readiness import resumable
-from ssl_core.store.runs import RunStore, RunSummary, get_display_name, os_error_message, set_display_name
+from ssl_core.store.reading import os_error_message
+from ssl_core.store.run_store import RunStore, RunSummary
+from ssl_core.store.runs import get_display_name, set_display_name
 from widgets.literal import code, literal, sentence
 from widgets.run_picker import SELECTED_RUN, describe, select_run
 

@@ -11,7 +11,8 @@ from ssl_core.data import DATASETS
 from ssl_core.data.online import ONLINE_SETS
 from ssl_core.models.methods import METHODS
 from ssl_core.workflows.pipeline import POST_STEPS
-from ssl_core.store.runs import RunStore, os_error_message
+from ssl_core.store.reading import os_error_message
+from ssl_core.store.run_store import RunStore
 from widgets.job_monitor import job_monitor
 from widgets.literal import literal, sentence
 from widgets.run_picker import pick_run, select_run

@@ -13,7 +13,8 @@ import streamlit as st
 from ssl_core.workflows import jobs
 from ssl_core.analyses.compare import knn_skipped
 from ssl_core.steps.readiness import explorable, job_at_work, resumable
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from widgets.literal import literal, sentence
 
 REFRESH_S = 2

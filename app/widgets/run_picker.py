@@ -12,7 +12,8 @@ from typing import Callable
 
 import streamlit as st
 
-from ssl_core.store.runs import Run, RunStore, RunSummary, get_display_name, validate_run_id
+from ssl_core.store.run_store import RunStore, RunSummary
+from ssl_core.store.runs import Run, get_display_name, validate_run_id
 from widgets.literal import literal, sentence
 
 SELECTED_RUN = "selected_run"  # shared by every page, hence no page prefix

@@ -34,12 +34,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
 from torch import Tensor, nn
+
 from ssl_core.data.shapes import shape_masks
 from ssl_core.models import augment
 from ssl_core.models.backbones.convnet import ConvNet
 from ssl_core.models.backbones.resnet import ResNet18
-from ssl_core.models.encoders import check_embeddable, encoder_class, has_encoder, load_run_encoder
+from ssl_core.models.encoders import (
+    check_embeddable,
+    encoder_class,
+    has_encoder,
+    load_run_encoder,
+)
 from ssl_core.steps.browsing import run_dataset, run_images
 
 ATTENTION = "attention"
@@ -320,7 +327,7 @@ def in_mask_attention(run, *, split: str = "test", limit: int | None = None, bat
 def overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.55, cmap: str = "inferno") -> np.ndarray:
     """A uint8 (R, R, 3) image with a (R, R) map blended over it, the map scaled to its own
     min..max (colour map `cmap`)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # heavy: matplotlib only for drawing the pictures
 
     lo, hi = float(heat.min()), float(heat.max())
     scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
@@ -357,8 +364,6 @@ def panels(maps: AttentionMaps, index: int, threshold: float | None = None) -> l
 
 def picture(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], cell: int = 128) -> bytes:
     """PNG bytes of a grid: one row per (label, panels), each panel `cell` px with its title."""
-    from PIL import Image, ImageDraw
-
     columns = max(len(p) for _, p in rows)
     label_h, title_h, pad = 16, 14, 4
     row_h = label_h + title_h + cell + pad

@@ -25,18 +25,19 @@ On 5,000 x 256 (the demo runs) the whole takes about a second on two CPU cores.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
+import faiss
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from ssl_core.analyses.stored import store_result
-from ssl_core.store.runs import Run
-from ssl_core.analyses.stored import has_stored, load_stored
+from ssl_core.analyses.stored import has_stored, load_stored, store_result
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.index import faiss_gpu_available
+from ssl_core.store.runs import Run
 
 NAME = "clusters"
 ALGORITHMS = ("kmeans", "hdbscan")
@@ -61,9 +62,6 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
 def small_set_threads(n_rows: int) -> Iterator[None]:
     """One FAISS and one BLAS thread for sets under SINGLE_THREAD_ROWS rows, the libraries'
     defaults otherwise; restored afterwards."""
-    import faiss
-    from threadpoolctl import threadpool_limits
-
     if n_rows >= SINGLE_THREAD_ROWS:
         yield
         return
@@ -95,8 +93,6 @@ def kmeans(x: np.ndarray, k: int, *, seed: int = 0, niter: int = 25, nredo: int 
            use_gpu: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spherical k-means of L2-normalised rows `x` (N, D) -> (labels (N,) int64, cosine distance
     of each row to its centroid (N,) float32, unit-norm centroids (k, D) float32)."""
-    import faiss
-
     n, dim = x.shape
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and the number of rows ({n}); got {k}")
@@ -117,9 +113,8 @@ def hdbscan(x: np.ndarray, *, pca_dims: int = 32, min_cluster_size: int | None =
     """HDBSCAN of L2-normalised rows `x` on their first `pca_dims` principal components (all of
     `x` when it has no more dims than that) -> (labels (N,) int64 with -1 for noise, the settings
     used)."""
-    import faiss
-    from sklearn.cluster import HDBSCAN
-    from sklearn.decomposition import PCA
+    from sklearn.cluster import HDBSCAN  # heavy (~0.5 s): scikit-learn is imported only when this runs
+    from sklearn.decomposition import PCA  # heavy (~0.5 s): scikit-learn is imported only when this runs
 
     n, dim = x.shape
     min_cluster_size = default_min_cluster_size(n) if min_cluster_size is None else min_cluster_size
@@ -183,7 +178,7 @@ def purity(clusters: np.ndarray, labels: np.ndarray) -> float | None:
 
 def agreement(clusters: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """Purity, NMI and ARI of `clusters` against `labels`, on the labelled rows not marked noise."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score  # heavy (~0.5 s): scikit-learn is imported only when this runs
 
     keep = (labels >= 0) & (clusters >= 0)
     if not keep.any():
@@ -224,14 +219,6 @@ def describe_clusters(clusters: np.ndarray, distance: np.ndarray, labels: np.nda
     return sorted(records, key=lambda r: (-r["size"], r["cluster"]))
 
 
-def class_names_of(run: Run) -> list[str]:
-    path = run.embeddings_dir / "class_names.json"
-    try:
-        return list(json.loads(path.read_text())) if path.exists() else []
-    except json.JSONDecodeError:
-        return []
-
-
 def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: int | None = None,
                 seed: int = 0, niter: int = 25, nredo: int = 3, pca_dims: int = 32,
                 min_cluster_size: int | None = None, min_samples: int | None = 10,
@@ -245,7 +232,7 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
     n, dim = vectors.shape
     if n < 2:
         raise ValueError(f"run {run.id} has {n} embedding(s); clustering needs at least 2")
-    class_names = class_names_of(run)
+    class_names = run.read_class_names()
     labelled = bool((labels >= 0).any())
     num_classes = len(class_names) if class_names else (int(labels.max()) + 1 if labelled else 0)
     if k is None:
@@ -271,8 +258,7 @@ def cluster_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
     seconds["hdbscan"] = round(time.perf_counter() - started, 3)
 
     report(0.9, "summarising")
-    import faiss
-    import sklearn
+    import sklearn  # heavy (~0.5 s): scikit-learn is imported only when this runs
 
     summary: dict[str, Any] = {
         "name": NAME, "run_id": run.id, "num_rows": int(n), "dim": int(dim), "rows": "train then test",
@@ -321,8 +307,6 @@ HDBSCAN_FACTOR = "HDBSCAN cluster"
 def with_cluster_factors(data, summary: dict[str, Any], arrays: dict[str, np.ndarray]):
     """`data` (an ExploreData, rows train then test) with the stored clusters added as two
     categorical factors, so the map can be coloured by them; `data` itself is not changed."""
-    from dataclasses import replace
-
     kmeans_labels, hdbscan_labels = arrays["kmeans_labels"], arrays["hdbscan_labels"]
     if len(kmeans_labels) != len(data.ids):
         raise ValueError(f"run {data.run_id}: the stored clusters cover {len(kmeans_labels)} rows, the map "

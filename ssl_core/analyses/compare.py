@@ -8,17 +8,19 @@ Rows are train then test everywhere, as `load_all_embeddings`, the map and the i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import numpy as np
 
 from ssl_core.analyses.runner import JOB_FILE
-from ssl_core.steps.evaluate import linear_cka
-from ssl_core.store.runs import Run
 from ssl_core.steps.embed import load_embeddings
+from ssl_core.steps.evaluate import linear_cka
 from ssl_core.steps.index import build_index
 from ssl_core.steps.projection import load_map
 from ssl_core.steps.readiness import comparable, embedded, refuse
+from ssl_core.store.runs import Run
 
 
 def _neighbour_lists(x: np.ndarray, k: int) -> np.ndarray:
@@ -66,9 +68,6 @@ def compare_runs(run_a: Run, run_b: Run, *, k: int = 10, max_images: int = 5000)
 def ids_signature(run: Run) -> str:
     """A digest of the run's stored image ids (train then test, in order): two runs can be
     compared row by row exactly when their signatures are equal."""
-    import hashlib
-    import json
-
     digest = hashlib.sha256()
     for split in ("train", "test"):
         path = run.embeddings_dir / f"{split}_ids.json"
@@ -193,8 +192,6 @@ def run_scores(run: Run) -> dict[str, float]:
     `finetune_<mode>_top1`, the layer-wise probe as `layer_<layer>_top1`, the factor probe as
     `factor_<factor>` (R^2, or accuracy for a categorical factor), clusters as
     `kmeans_purity|nmi|ari` and `hdbscan_...`, and any other top-level number as `<analysis>_<key>`."""
-    import json
-
     scores: dict[str, float] = {}
     for key, value in (run.read_eval() or {}).items():
         if _is_number(value):
@@ -278,15 +275,6 @@ def per_class_accuracy(run: Run) -> list[float | None] | None:
     run's scores predate it."""
     values = (run.read_eval() or {}).get("per_class_knn_top1")
     return values if isinstance(values, list) else None
-
-
-def class_names(run: Run) -> list[str]:
-    import json
-
-    try:
-        return [str(n) for n in json.loads((run.embeddings_dir / "class_names.json").read_text())]
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
 
 
 def knn_skipped(run: Run) -> str | None:

@@ -37,15 +37,24 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from PIL import Image
 from plotly.colors import qualitative
 
-from ssl_core.analyses.compare import (DIRECTION_NOTES, aligned_maps, best_of, check_comparable, class_names,
-                              compare_many, run_scores, score_rows)
-from ssl_core.store.runs import Run, atomic_write_bytes, get_display_name
+from ssl_core.analyses.compare import (
+    DIRECTION_NOTES,
+    aligned_maps,
+    best_of,
+    check_comparable,
+    compare_many,
+    run_scores,
+    score_rows,
+)
 from ssl_core.steps.browsing import label_name, run_images
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.projection import load_map
 from ssl_core.steps.readiness import explorable, refuse
+from ssl_core.store.atomic import atomic_write_bytes
+from ssl_core.store.runs import Run, get_display_name
 
 FORMATS = (".html", ".csv")
 MAX_COMPARED = 4
@@ -115,7 +124,7 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: li
     each point's row in `customdata`. `highlight`: rows drawn again on top as open black rings
     (the images selected on another map). `title` is Plotly markup: escape values in it with
     `plotly_text`; ids and label names are escaped here."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # heavy: plotly only for figures
 
 
     labels = np.asarray(labels)
@@ -144,7 +153,7 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: li
 
 def matrix_figure(matrix: list[list[float]], run_ids: list[str], title: str, height: int = 380):
     """A heatmap of a run-by-run matrix in [0, 1], each cell labelled with its value."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # heavy: plotly only for figures
 
     names = [plotly_text(run_id) for run_id in run_ids]
     figure = go.Figure(go.Heatmap(z=matrix, x=names, y=names, zmin=0, zmax=1, colorscale="Blues",
@@ -159,8 +168,6 @@ def matrix_figure(matrix: list[list[float]], run_ids: list[str], title: str, hei
 def thumbnails(images: np.ndarray, progress: Progress = None) -> list[str]:
     """uint8 (N, H, W, 3) -> one base64 PNG per image, at the images' own size (the page scales
     them up without smoothing)."""
-    from PIL import Image
-
     out = []
     for i, image in enumerate(images):
         buffer = io.BytesIO()
@@ -201,7 +208,7 @@ function showThumbnails(gd) {
 
 
 def _plot_div(figure, include_plotlyjs: bool, div_id: str, hover: bool = True) -> str:
-    import plotly.io as pio
+    import plotly.io as pio  # heavy: plotly only for figures
 
     return pio.to_html(figure, full_html=False, include_plotlyjs=include_plotlyjs, div_id=div_id,
                        config={"displaylogo": False, "responsive": True},
@@ -236,7 +243,7 @@ def _panel() -> str:
 
 def _map_inputs(run: Run) -> tuple[np.ndarray, list[str], list[str]]:
     _, labels, ids, _ = load_all_embeddings(run)
-    return labels, ids, class_names(run)
+    return labels, ids, run.read_class_names()
 
 
 def _check_html_size(run: Run, n: int) -> None:

@@ -43,7 +43,8 @@ from ssl_core.core.runtime import precision_context, resolve_device
 from ssl_core.models import augment
 from ssl_core.models.encoders import load_run_encoder
 from ssl_core.steps.browsing import run_dataset
-from ssl_core.training.loop import epoch_order, lr_factor
+from ssl_core.training.batching import epoch_order
+from ssl_core.training.optimizer import lr_factor
 
 MODES = ("frozen", "last_block", "full")
 Progress = Callable[[float, str], None] | None

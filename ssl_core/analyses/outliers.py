@@ -23,14 +23,14 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import faiss
 import numpy as np
 
-from ssl_core.analyses.stored import store_result
-from ssl_core.analyses.clusters import class_names_of, normalized, small_set_threads
-from ssl_core.store.runs import Run
-from ssl_core.analyses.stored import has_stored, load_stored
+from ssl_core.analyses.clusters import normalized, small_set_threads
+from ssl_core.analyses.stored import has_stored, load_stored, store_result
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.index import build_index, describe_index
+from ssl_core.store.runs import Run
 
 NAME = "outliers"
 RANGE_SEARCH_RESULTS = 1 << 22  # query rows per range search: at most ~4M (row, row) results at once
@@ -100,7 +100,7 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
     if n < 2:
         raise ValueError(f"run {run.id} has {n} embedding(s); outlier scores need at least 2")
     k = min(k, n - 1)
-    class_names = class_names_of(run)
+    class_names = run.read_class_names()
     x = normalized(vectors)
     seconds: dict[str, float] = {}
 
@@ -132,7 +132,6 @@ def outlier_run(run: Run, *, device: str = "cpu", progress: Progress = None, k: 
         pair_records.append({"a": int(a), "b": int(b), "similarity": round(float(sim), 6),
                              "id_a": ids[a], "id_b": ids[b], "label_a": label_of(a)[0], "label_b": label_of(b)[0],
                              "label_name_a": label_of(a)[1], "label_name_b": label_of(b)[1]})
-    import faiss
 
     summary: dict[str, Any] = {
         "name": NAME, "run_id": run.id, "num_rows": int(n), "dim": int(vectors.shape[1]),

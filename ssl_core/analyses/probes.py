@@ -26,14 +26,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from ssl_core.analyses.stored import store_result
-from ssl_core.store.runs import Run
 from ssl_core.models import augment
 from ssl_core.models.encoders import encoder_class, load_run_encoder
 from ssl_core.steps.browsing import run_dataset
 from ssl_core.steps.embed import load_embeddings
 from ssl_core.steps.evaluate import linear_probe
+from ssl_core.store.runs import Run
 
 Progress = Callable[[float, str], None] | None
 
@@ -51,8 +52,6 @@ def single_threaded_blas():
     """A context in which BLAS runs on one thread. The probes' fits are small (thousands of rows,
     hundreds of dims); on a busy machine OpenBLAS's threads spin waiting for each other, which
     made a logistic regression on 1000 x 256 features ~40x slower (2.8 s against 0.06 s) on 2 cores."""
-    from threadpoolctl import threadpool_limits
-
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -200,8 +199,8 @@ def _standardized(train_x: np.ndarray, test_x: np.ndarray) -> tuple[np.ndarray, 
 def ridge_r2(train_x: np.ndarray, train_t: np.ndarray, test_x: np.ndarray, test_t: np.ndarray) -> float:
     """Test R^2 of a ridge regression (alpha by leave-one-out on train) from standardized features
     to one target (N,) or several (N, K), averaged over the targets."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.metrics import r2_score
+    from sklearn.linear_model import RidgeCV  # heavy (~0.5 s): scikit-learn is imported only when this runs
+    from sklearn.metrics import r2_score  # heavy (~0.5 s): scikit-learn is imported only when this runs
 
     train_x, test_x = _standardized(train_x, test_x)
     model = RidgeCV(alphas=RIDGE_ALPHAS).fit(train_x, train_t)

@@ -28,7 +28,9 @@ from typing import Any, Callable, Iterator
 
 from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
 from ssl_core.analyses.stored import result_path
-from ssl_core.store.runs import Run, atomic_write_json, now_iso, process_alive, process_start_time
+from ssl_core.store.atomic import atomic_write_json
+from ssl_core.store.processes import now_iso, process_alive, process_start_time
+from ssl_core.store.runs import Run
 from ssl_core.core.runtime import resolve_device
 
 # name -> "module:function"; order is the order `run_analyses` runs them in.

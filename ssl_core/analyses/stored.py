@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ssl_core.store.runs import Run, atomic_write_arrays, atomic_write_json
+from ssl_core.store.atomic import atomic_write_arrays, atomic_write_json
+from ssl_core.store.runs import Run
 
 
 def result_path(run: Run, name: str) -> Path:

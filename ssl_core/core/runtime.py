@@ -29,7 +29,7 @@ def precision_context(device: torch.device):
 
 
 def versions() -> dict[str, str]:
-    import sklearn
+    import sklearn  # heavy (~0.5 s): scikit-learn is imported only when this runs
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "scikit-learn": sklearn.__version__}

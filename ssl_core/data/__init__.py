@@ -2,6 +2,10 @@
 
 `load_dataset(cfg)` is the only entry point the rest of the library uses. `cfg.dataset` is a
 registered name, or a path to a folder of the user's own images.
+
+Beside the datasets: the files a person brings to an import, read and checked (`user_files`:
+embeddings, images, tables; `row_matching`: which image each row is; `user_metadata`: labels,
+split and colourings). `ssl_core.workflows.importer` makes the run from them.
 """
 
 from __future__ import annotations

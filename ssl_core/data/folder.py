@@ -33,14 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ssl_core.core.config import DataConfig
 from ssl_core.data.convert import split_and_build
-from ssl_core.data.decode import MAX_PIXELS, decode_image  # noqa: F401  (importers use them from here)
+from ssl_core.data.decode import decode_image
 from ssl_core.data.files import FileImages
 from ssl_core.data.imageset import ImageSet
-from ssl_core.store.runs import atomic_write_bytes
 from ssl_core.data.online import data_root
+from ssl_core.store.atomic import atomic_write_bytes
 
 METADATA_FILES = ("labels.csv", "metadata.csv")
 
@@ -125,8 +126,6 @@ def check_files(files: list[Path], folder: Path, cfg: DataConfig) -> list[str | 
     permission error, so that verdict is never kept). A cache that cannot be read or written is
     ignored.
     """
-    from tqdm.auto import tqdm
-
 
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:20]
     cache_path = data_root(cfg) / "folder-checks" / f"{digest}.json"

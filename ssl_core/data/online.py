@@ -70,11 +70,11 @@ def import_torchvision():
     clash with a working _C.so.
     """
     try:
-        import torchvision
+        import torchvision  # optional (the `vision` extra): only the online datasets need it
     except RuntimeError as err:
         if "torchvision::nms" not in str(err) and "torchvision::qnms" not in str(err):
             raise
-        import torch
+        import torch  # only on this path: importing the data package stays light
 
         library = torch.library.Library("torchvision", "FRAGMENT")
         for op in ("nms", "qnms"):
@@ -83,7 +83,7 @@ def import_torchvision():
         # Forget the half-imported package, so the next import runs its __init__ afresh.
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]
-        import torchvision
+        import torchvision  # optional (the `vision` extra): only the online datasets need it
     return torchvision
 
 

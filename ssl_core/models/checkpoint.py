@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ssl_core.models.methods import Method, build_method
-from ssl_core.store.runs import Run, atomic_write_bytes
+from ssl_core.store.atomic import atomic_write_bytes
+from ssl_core.store.runs import Run
 
 
 class CorruptCheckpoint(ValueError):

@@ -107,7 +107,7 @@ def _architecture(library: str, name: str) -> nn.Module:
     """The network, randomly initialized (no download), its head replaced by nn.Identity."""
     if library == "timm":
         try:
-            import timm
+            import timm  # optional: only `--library timm` needs it
         except ImportError:
             raise ValueError("timm is not installed: `pip install timm` (only the architecture code is used; "
                              "the weights come from your file)") from None

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ssl_core.data import load_dataset
+from ssl_core.data.decode import decode_image
 from ssl_core.data.files import FileImages, ImageRows
 from ssl_core.data.imageset import ImageSet
 from ssl_core.steps.embed import load_all_embeddings
-from ssl_core.store.runs import Run
-from ssl_core.data import load_dataset
-from ssl_core.data.folder import decode_image
 from ssl_core.steps.projection import load_map
+from ssl_core.store.runs import Run
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # uploads larger than this are refused before decoding
 
@@ -79,7 +80,7 @@ def load_stored_dataset(run: Run):
     with np.load(run.dataset_dir / "factors.npz", allow_pickle=False) as stored:
         factors = {k: stored[k] for k in stored.files}
     levels = json.loads((run.dataset_dir / "factor_levels.json").read_text())
-    class_names = json.loads((run.embeddings_dir / "class_names.json").read_text())
+    class_names = run.read_class_names()
     if len(images) != len(ids):
         raise ValueError(f"run {run.id}: {len(images)} stored images for {len(ids)} embeddings")
     return ImageSet(name=run.config.data.dataset, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
@@ -135,8 +136,6 @@ def decode_upload(data: bytes, resolution: int) -> np.ndarray:
 
 def encode_upload(method, data: bytes) -> np.ndarray:
     """Embed an uploaded image with a run's trained method: (D,) float32."""
-    import torch
-
     image = decode_upload(data, method.resolution)
     device = next(method.parameters()).device if any(True for _ in method.parameters()) else "cpu"
     with torch.no_grad():
@@ -146,8 +145,6 @@ def encode_upload(method, data: bytes) -> np.ndarray:
 
 def image_data_uri(image: np.ndarray, size: int = 96) -> str:
     """A uint8 (H, W, 3) image as a PNG data URI, scaled up with nearest neighbour for display."""
-    from PIL import Image
-
     picture = Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")

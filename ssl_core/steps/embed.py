@@ -12,7 +12,8 @@ from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.files import FileImages, iter_batches
 from ssl_core.models.methods import Method
 from ssl_core.store import files
-from ssl_core.store.runs import Run, atomic_write_arrays, atomic_write_json
+from ssl_core.store.atomic import atomic_write_arrays, atomic_write_json
+from ssl_core.store.runs import Run
 from ssl_core.models.encoders import load_run_encoder
 
 SPLITS = ("train", "test")

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ssl_core.store.runs import Run, atomic_write_json
+from ssl_core.store.atomic import atomic_write_json
+from ssl_core.store.runs import Run
 from ssl_core.steps.embed import load_embeddings
 
 
@@ -79,9 +80,9 @@ def confusion(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict
 def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                  *, max_iter: int = 1000, seed: int = 0) -> float:
     """Top-1 accuracy of a multinomial logistic regression on standardized frozen features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # heavy (~0.5 s): scikit-learn is imported only when this runs
+    from sklearn.pipeline import make_pipeline  # heavy (~0.5 s): scikit-learn is imported only when this runs
+    from sklearn.preprocessing import StandardScaler  # heavy (~0.5 s): scikit-learn is imported only when this runs
 
     keep_train, keep_test = train_y >= 0, test_y >= 0
     if len(np.unique(train_y[keep_train])) < 2 or not keep_test.any():

@@ -12,15 +12,17 @@ stored index is always a CPU copy, which the app and the CLI load anywhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import faiss
 import numpy as np
 
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.readiness import refuse, searchable
-from ssl_core.store.runs import Run, atomic_write_json
+from ssl_core.store.atomic import atomic_write_json
+from ssl_core.store.runs import Run
 
 IVF_THRESHOLD = 1_000_000  # above this many vectors: IVF (approximate) instead of exact search
 MIN_POINTS_PER_LIST = 39  # faiss's k-means wants at least 39 training points per centroid
@@ -42,8 +44,6 @@ def ivf_sizes(n: int) -> tuple[int, int]:
 
 def faiss_gpu_available() -> bool:
     """faiss was built with GPU support (faiss-gpu-cu12) and sees at least one GPU."""
-    import faiss
-
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -51,8 +51,6 @@ def build_index(vectors: np.ndarray, *, ivf_threshold: int = IVF_THRESHOLD, use_
     """An inner-product index over L2-normalized vectors (scores are cosine similarities): exact
     up to `ivf_threshold` vectors, IVF above it. `use_gpu` (default: when available) trains and
     fills the IVF index on GPU 0; the index returned is on the CPU either way."""
-    import faiss
-
     x = _normalized(vectors)
     n, dim = x.shape
     if n <= ivf_threshold:
@@ -75,8 +73,6 @@ def build_index(vectors: np.ndarray, *, ivf_threshold: int = IVF_THRESHOLD, use_
 
 
 def describe_index(index) -> dict[str, Any]:
-    import faiss
-
     info: dict[str, Any] = {"kind": type(index).__name__, "metric": "cosine", "num_vectors": int(index.ntotal),
                             "dim": int(index.d)}
     ivf = faiss.try_extract_index_ivf(index) if not isinstance(index, faiss.IndexFlat) else None
@@ -87,8 +83,6 @@ def describe_index(index) -> dict[str, Any]:
 
 def index_run(run: Run, *, ivf_threshold: int = IVF_THRESHOLD) -> dict[str, Any]:
     """Write index/faiss.index over all of the run's embeddings, and index/params.json."""
-    import faiss
-
 
     vectors, *_ = load_all_embeddings(run)
     started = time.perf_counter()
@@ -105,8 +99,6 @@ def index_run(run: Run, *, ivf_threshold: int = IVF_THRESHOLD) -> dict[str, Any]
 
 
 def load_index(run: Run):
-    import faiss
-
     if not run.index_path.exists():
         raise FileNotFoundError(f"run {run.id} has no search index yet; run `ssl-explorer index {run.id}`")
     return faiss.read_index(str(run.index_path))
@@ -127,7 +119,7 @@ def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
         raise IndexError(f"index {row} is out of range: run {run.id} has {len(vectors)} images (0..{len(vectors) - 1})")
     if k < 1:
         raise ValueError(f"k must be at least 1; got {k}")
-    class_names = _class_names(run)
+    class_names = run.read_class_names()
     rows, distances = Search(index=load_index(run), vectors=vectors).of_row(row, k)
 
     def describe(r: int, distance: float | None = None) -> dict[str, Any]:
@@ -143,13 +135,6 @@ def neighbors(run: Run, row: int, k: int = 8) -> dict[str, Any]:
     same = sum(h["label"] == int(labels[row]) for h in hits) if labels[row] >= 0 else None
     return {"run_id": run.id, "query": describe(row), "k": k, "metric": "cosine distance",
             "same_label": same, "neighbors": hits}
-
-
-def _class_names(run: Run) -> list[str]:
-    import json
-
-    path = run.embeddings_dir / "class_names.json"
-    return json.loads(path.read_text()) if path.exists() else []
 
 
 @dataclass

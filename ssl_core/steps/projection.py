@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import sys
 import time
@@ -32,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ssl_core.core.config import PROJECTION_BACKENDS
-from ssl_core.store import files
-from ssl_core.store.runs import Run, atomic_write_bytes, atomic_write_json
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.index import build_index
+from ssl_core.store import files
+from ssl_core.store.atomic import atomic_write_bytes, atomic_write_json
+from ssl_core.store.runs import Run
 
 PCA_FILE = files.PCA_MAP
 UMAP_FILE = files.UMAP_MAP
@@ -51,10 +54,6 @@ GPU_BACKENDS = {"cuml": ("cuml", "cuml-cu12 (RAPIDS)"), "torchdr": ("torchdr", "
 
 # -- backend choice ----------------------------------------------------------------------------
 def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
     return torch.cuda.is_available()
 
 
@@ -102,7 +101,7 @@ def _use_numba_cache() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     os.environ["NUMBA_CACHE_DIR"] = str(cache)
     if "numba" in sys.modules:  # numba reads the variable once, when first imported
-        from numba.core import config
+        from numba.core import config  # heavy: numba only when UMAP runs
 
         config.CACHE_DIR = str(cache)
     return cache
@@ -112,8 +111,8 @@ def _cache_numba_kernels() -> int:
     """Turn on numba's disk cache for every module-level kernel of umap-learn and pynndescent
     that did not ask for it; returns how many. Kernels numba cannot cache are skipped (numba
     warns and compiles them as before)."""
-    from numba.core.caching import NullCache
-    from numba.core.dispatcher import Dispatcher
+    from numba.core.caching import NullCache  # heavy: numba only when UMAP runs
+    from numba.core.dispatcher import Dispatcher  # heavy: numba only when UMAP runs
 
     enabled = 0
     for name, module in list(sys.modules.items()):
@@ -173,7 +172,7 @@ def project_umap(vectors: np.ndarray, *, backend: str = "umap-learn", n_neighbor
     n_neighbors = min(n_neighbors, len(vectors) - 1)
     if backend == "umap-learn":
         _use_numba_cache()
-        import umap
+        import umap  # heavy and optional backend: imported only when chosen
 
         _cache_numba_kernels()
         knn = cosine_knn(vectors, n_neighbors)
@@ -185,13 +184,13 @@ def project_umap(vectors: np.ndarray, *, backend: str = "umap-learn", n_neighbor
             warnings.filterwarnings("ignore", message=".*(n_jobs|knn_search_index|[Cc]annot cache).*")
             coords = reducer.fit_transform(vectors)
     elif backend == "cuml":
-        from cuml.manifold import UMAP
+        from cuml.manifold import UMAP  # optional GPU backend: imported only when chosen
 
         # No random_state: cuML then runs its optimisation in parallel (a seed serializes it).
         coords = UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist,
                       output_type="numpy").fit_transform(_normalized(vectors))
     elif backend == "torchdr":
-        import torchdr
+        import torchdr  # optional GPU backend: imported only when chosen
 
         coords = torchdr.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed,
                               device="cuda" if cuda_available() else "cpu").fit_transform(_normalized(vectors))
@@ -248,8 +247,6 @@ def project_run(run: Run, *, backend: str | None = None) -> dict[str, Any]:
 
 
 def read_params(run: Run) -> dict[str, Any] | None:
-    import json
-
     try:
         return json.loads((run.projection_dir / "params.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):

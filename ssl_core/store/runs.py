@@ -1,22 +1,8 @@
-"""The run store: one folder per run, the contract between training and everything that reads it.
+"""One run folder (`Run`): its files (named in `files.py`), its config and status, its metrics
+and scores read tolerantly, its kind, its lock, and its display name.
 
-    runs/<run_id>/
-      config.json     the whole RunConfig plus library versions and device
-      status.json     queued | running | finished | failed | interrupted, pid, stage, error
-      metrics.jsonl   one JSON object per logged step or check
-      checkpoint.pt   latest training state (atomic; loaded with weights_only=True)
-      embeddings/     train.npy, test.npy (float16) + <split>_labels.npy + <split>_ids.json
-      eval.json       kNN and linear-probe scores
-      projection/     pca_2d.npy (written first), umap_2d.npy + params.json (backend, timings)
-      index/          faiss.index + params.json (exact or IVF, nlist, nprobe)
-      dataset/        imported runs only (`ssl-explorer import`): images.npy (uint8, rows as the
-                      embeddings), factors.npz + factor_levels.json (metadata columns)
-      .lock           held (flock) by the one process that trains or post-processes the run
-
-Every write goes to a temporary file in the same folder and is renamed over the target, so a
-reader sees the old file or the new one, never half of one. Reading tolerates runs edited or
-broken by hand: a bad line of metrics.jsonl is skipped and named, a bad file marks that run
-broken with the reason, and `RunStore.list()` never fails because of one run.
+Reading tolerates runs edited or broken by hand: a bad line of metrics.jsonl is skipped and
+named, a bad file is a RunFileError that names it (the run list shows that run as broken).
 
 One process at a time trains or post-processes a run (`Run.lock`): resume, the post-training
 steps, analyses and delete take the run's lock, and a second one is refused with who holds it.
@@ -26,25 +12,20 @@ kill -9.
 
 from __future__ import annotations
 
-import datetime as dt
-import errno
 import fcntl
 import json
-import math
 import os
 import re
-import secrets
-import shutil
 import socket
-import tempfile
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from ssl_core.core.config import RunConfig
 from ssl_core.store import files
+from ssl_core.store.atomic import FILE_MODE, atomic_write_bytes, atomic_write_json
+from ssl_core.store.processes import now_iso, process_alive, process_start_time
+from ssl_core.store.reading import NUMERIC_SCORES, RunBusy, RunFileError, is_number, os_error_message, read_json
 
 STATUSES = ("queued", "running", "finished", "failed", "interrupted")
 # What made a run (`Run.kind`): a registered method "trained" it; or it is a "baseline" (a
@@ -53,7 +34,7 @@ STATUSES = ("queued", "running", "finished", "failed", "interrupted")
 RUN_KINDS = ("trained", "baseline", "imported", "encoder")
 # config.json's method name of the runs that no registered method made.
 IMPORTED_METHOD, ENCODER_METHOD = "imported", "encoder"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def default_runs_dir() -> Path:
@@ -63,142 +44,12 @@ def default_runs_dir() -> Path:
 def validate_run_id(run_id: str) -> str:
     """Return `run_id` if it is a safe folder name; ids also arrive from browsers and URLs."""
     # fullmatch: `$` in a plain match would also accept the id followed by a newline.
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or ".." in run_id:
         raise ValueError(
             f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only "
             "(no path separators, no '..', at most 128 characters)"
         )
     return run_id
-
-
-class RunFileError(ValueError):
-    """A file of a run folder that cannot be used as it is; the message names the file and why."""
-
-
-class RunBusy(ValueError):
-    """Another process holds the run's lock (it trains, post-processes or deletes the run)."""
-
-
-_CAUSES = {
-    errno.EROFS: "the file system is read-only",
-    errno.ENOSPC: "there is no space left on the disk",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "the operation is not permitted",
-    errno.ENOTDIR: "a file stands where a folder should be",
-    errno.EEXIST: "something else already has that name",
-    errno.EISDIR: "it is a folder, not a file",
-    errno.ENOENT: "it does not exist",
-    errno.ENAMETOOLONG: "the name is too long",
-}
-
-
-def os_error_message(error: OSError, doing: str = "use") -> str:
-    """One sentence for an OS error: what could not be done to which path, and why in plain
-    words ('cannot write runs/x/status.json: the file system is read-only')."""
-    cause = _CAUSES.get(error.errno or -1, error.strerror or str(error))
-    path = error.filename if error.filename is not None else "a file"
-    other = f" (and {error.filename2})" if error.filename2 is not None else ""
-    return f"cannot {doing} {path}{other}: {cause}"
-
-
-def read_json(path: Path, what: str) -> Any:
-    """The JSON in `path`; RunFileError names `what` (e.g. 'run X: eval.json') and the cause:
-    missing, unreadable, a folder, not UTF-8, not JSON. The one reader of a run's JSON files."""
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise RunFileError(f"{what} is missing") from None
-    except IsADirectoryError:
-        raise RunFileError(f"{what} is a folder, not a file") from None
-    except OSError as e:
-        raise RunFileError(f"{what}: {os_error_message(e, 'read')}") from None
-    except UnicodeDecodeError as e:
-        raise RunFileError(f"{what} is not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise RunFileError(f"{what} is not valid JSON ({e})") from None
-
-
-def is_number(value: Any) -> bool:
-    """A real, finite number (not a bool, not text that looks like one)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# The scores of eval.json that are numbers (or null); text there would break every table.
-NUMERIC_SCORES = ("knn_top1", "knn_top1_k20", "knn_top1_k200", "linear_top1", "linear_top1_1pct",
-                  "linear_top1_10pct", "effective_rank", "uniformity")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask can only be read by setting it
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename (atomic on POSIX). The file
-    gets the permissions a plain open() would give it (0666 less the umask), not mkstemp's 0600,
-    so run folders and exports stay readable by whoever may read their folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_arrays(path: Path, array: Any = None, **arrays: Any) -> None:
-    """One array as .npy (`array`), or named arrays as .npz (`**arrays`), written atomically."""
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.save(buffer, array) if array is not None else np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (Linux): [state, ppid, ...]."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid` (Linux), to tell a live run from a reused pid."""
-    fields = _proc_stat(pid)
-    return fields[19] if fields else None
-
-
-def process_alive(pid: int, start_time: str | None = None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    fields = _proc_stat(pid)
-    if fields is None:
-        return Path("/proc").is_dir() is False  # no /proc (macOS): trust kill(0)
-    if fields[0] == "Z":
-        return False  # exited, not yet reaped by the process that started it
-    return start_time is None or fields[19] == start_time
 
 
 class Run:
@@ -387,6 +238,15 @@ class Run:
                                    f"run `ssl-explorer eval {self.id} --recompute`")
         return scores
 
+    def read_class_names(self) -> list[str]:
+        """The class names of the run's labels (embeddings/class_names.json), or [] while the run
+        has none or the file cannot be used: names are only shown, never needed to read a run."""
+        try:
+            names = read_json(self.embeddings_dir / files.CLASS_NAMES, "class_names.json")
+        except RunFileError:
+            return []
+        return [str(name) for name in names] if isinstance(names, list) else []
+
     # -- the run's lock ------------------------------------------------------------------
     @contextmanager
     def lock(self, purpose: str) -> Iterator[None]:
@@ -402,7 +262,7 @@ class Run:
                 _HELD[key] -= 1
             return
         try:
-            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except FileNotFoundError:
             raise RunFileError(f"run {self.id} no longer exists at {self.path} (deleted or moved)") from None
         try:
@@ -467,199 +327,6 @@ LOCK_FILE = files.LOCK
 _HELD: dict[str, int] = {}  # run folders whose lock this process holds, with the nesting depth
 
 
-@dataclass
-class RunSummary:
-    """One row of the run list; `broken` carries the reason a run could not be read."""
-
-    id: str
-    status: str
-    method: str = "?"
-    dataset: str = "?"
-    backbone: str = "?"
-    created: str = ""
-    knn_top1: float | None = None
-    step: int | None = None
-    total_steps: int | None = None
-    error: str | None = None
-    broken: str | None = None
-    warnings: list[str] = field(default_factory=list)  # lines of metrics.jsonl that were skipped
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class RunStore:
-    """The folder that holds the runs (`--runs-dir`, $SSL_EXPLORER_RUNS, or ./runs)."""
-
-    def __init__(self, root: str | Path | None = None):
-        self.root = Path(root).expanduser() if root is not None else default_runs_dir()
-
-    def create(self, config: RunConfig, extra: dict[str, Any] | None = None) -> Run:
-        """A new run folder holding config.json (with `extra`: versions, device) and status queued."""
-        self.check_root()
-        run = Run(self.root / _new_run_id(config))
-        run.path.mkdir(parents=True)
-        try:
-            _start_run(run, config, extra)
-        except BaseException:  # a full or read-only disk: no folder without a config is left behind
-            shutil.rmtree(run.path, ignore_errors=True)
-            raise
-        return run
-
-    @contextmanager
-    def create_atomically(self, config: RunConfig, extra: dict[str, Any] | None = None) -> Iterator[Run]:
-        """Like `create`, but the run appears in the store only once the `with` block has filled
-        it without an error: it is built in a hidden staging folder inside the root (so on the
-        same file system) and renamed into place; on an error it is removed. For runs made in
-        one go (imports), which must never be seen half-made. The staging folder records the
-        process building it, so one left by a kill -9 is removed by the next create or list."""
-        self.clear_abandoned_staging()
-        run_id = _new_run_id(config)
-        staging = self.root / f"{STAGING_PREFIX}{run_id}"  # a leading '.': never listed as a run
-        run = Run(staging / run_id)  # the final name already: files that record the id are right
-        run.path.mkdir(parents=True)
-        try:
-            atomic_write_json(staging / STAGING_OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
-                                                        "pid_start": process_start_time(os.getpid())})
-            _start_run(run, config, extra)
-            yield run
-            os.rename(run.path, self.root / run_id)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def get(self, run_id: str) -> Run:
-        run = Run(self.root / validate_run_id(run_id))
-        if not run.path.is_dir():
-            known = [r.id for r in self._dirs()]
-            hint = f"; known: {', '.join(known[-10:])}" if known else f"; {self.root} holds no runs"
-            raise KeyError(f"no run '{run_id}' in {self.root}{hint}")
-        return run
-
-    def delete(self, run_id: str) -> None:
-        """Remove a run, all or nothing: under the run's lock (refused while a process trains or
-        post-processes it, or its status names a live process), the folder is first renamed to a
-        hidden name, which takes it out of the list in one step, and only then removed. A removal
-        that fails half-way leaves a hidden folder that the next delete clears, never half a run."""
-        run = self.get(run_id)
-        with run.lock("delete"):
-            status = run.read_status() if run.status_path.is_file() else {}
-            if status.get("status") in ("running", "queued") and run._owner_alive(status):
-                raise RunBusy(f"cannot delete run {run.id}: it is {status['status']} (process "
-                              f"{status.get('pid')}); cancel it first")
-            trash = self.root / f".deleted-{run.id}-{secrets.token_hex(3)}"
-            os.rename(run.path, trash)
-        shutil.rmtree(trash)
-        self._clear_deleted()
-
-    def _clear_deleted(self) -> None:
-        """Remove what deletes that failed half-way left behind (hidden .deleted-* folders)."""
-        for leftover in self.root.glob(".deleted-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-    def check_root(self) -> None:
-        """ValueError when the runs path exists but is not a folder (a file, say)."""
-        if self.root.exists() and not self.root.is_dir():
-            raise ValueError(f"the runs path {self.root} is a file, not a folder; point --runs-dir or "
-                             "SSL_EXPLORER_RUNS at a folder")
-
-    def _dirs(self) -> Iterator[Run]:
-        self.check_root()
-        if not self.root.is_dir():
-            return iter(())
-        try:
-            entries = sorted(self.root.iterdir())
-        except OSError as e:
-            raise ValueError(os_error_message(e, "list the runs folder")) from None
-        return (Run(p) for p in entries if _RUN_ID.fullmatch(p.name) and p.is_dir())
-
-    def list(self) -> list[RunSummary]:
-        """Every run, oldest first; a run that cannot be read is listed as broken with why."""
-        runs = [summarize(run) for run in self._dirs()]
-        self.clear_abandoned_staging()
-        return runs
-
-    def clear_abandoned_staging(self) -> None:
-        """Remove the staging folders of imports whose process is gone (killed mid-import): only
-        a folder whose owner is a dead process on this machine, or that names no owner and is
-        older than STAGING_UNOWNED_SECONDS (killed between making it and naming its owner)."""
-        for staging in self.root.glob(f"{STAGING_PREFIX}*"):
-            if _abandoned(staging):
-                shutil.rmtree(staging, ignore_errors=True)
-
-
-STAGING_PREFIX = ".staging-"  # create_atomically's folders: .staging-<run id>/{owner.json, <run id>/}
-STAGING_OWNER = "owner.json"  # {pid, pid_start, host} of the process building the run
-STAGING_UNOWNED_SECONDS = 600
-
-
-def _abandoned(staging: Path) -> bool:
-    try:
-        owner = json.loads((staging / STAGING_OWNER).read_bytes())
-    except (OSError, ValueError):
-        owner = None
-    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
-        try:
-            return time.time() - staging.stat().st_mtime > STAGING_UNOWNED_SECONDS
-        except OSError:
-            return False
-    if owner.get("host") not in (None, socket.gethostname()):
-        return False  # another machine's process: we cannot tell, so leave it
-    return not process_alive(owner["pid"], owner.get("pid_start"))
-
-
-def _new_run_id(config: RunConfig) -> str:
-    method = config.method.get("name", "run")
-    dataset = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(config.data.dataset).name or "data").strip("-")[:24]
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return validate_run_id(f"{stamp}-{method}-{dataset or 'data'}-{secrets.token_hex(2)}")
-
-
-def _start_run(run: Run, config: RunConfig, extra: dict[str, Any] | None) -> None:
-    """Write config.json (with `extra`: versions, command, and "kind" for a run of a method that
-    never trains) and a queued status."""
-    record = {**config.to_dict(), **(extra or {}), "created": now_iso()}
-    name = config.method.get("name")
-    record["kind"] = name if name in (IMPORTED_METHOD, ENCODER_METHOD) else record.get("kind", "trained")
-    if record["kind"] not in RUN_KINDS:
-        raise ValueError(f"unknown run kind {record['kind']!r}; known: {', '.join(RUN_KINDS)}")
-    atomic_write_json(run.config_path, record)
-    run.set_status("queued")
-
-
-def summarize(run: Run) -> RunSummary:
-    """The run's row of the list. Whatever a hand or a crash left in its folder, this returns:
-    a file that cannot be used makes the row broken with the reason; skipped metric lines are
-    named in `warnings`."""
-    try:
-        raw = run.read_config_dict()
-        config = run.config
-        status = run.read_status()
-        metrics, skipped = run.read_metrics_checked()
-        scores = run.read_eval() or {}
-    except (OSError, ValueError) as e:
-        return RunSummary(id=run.id, status="broken", broken=str(e))
-    steps = [m["step"] for m in metrics if isinstance(m.get("step"), int) and not isinstance(m["step"], bool)]
-    knn = [m["knn_top1"] for m in metrics if is_number(m.get("knn_top1"))]
-    step = steps[-1] if steps else None
-    if status["status"] in ("interrupted", "failed") and isinstance(status.get("checkpoint_step"), int):
-        step = status["checkpoint_step"]  # where a resume continues, not the last step logged
-    total = status.get("total_steps")
-    error = status.get("error") or status.get("last_error")  # last_error: a finished run's later failure
-    return RunSummary(
-        id=run.id,
-        status=status["status"],
-        method=str(config.method.get("name", "?")),
-        dataset=config.data.dataset,
-        backbone=config.backbone.name,
-        created=str(raw.get("created", "")),
-        knn_top1=scores.get("knn_top1", knn[-1] if knn else None),
-        step=step,
-        total_steps=total if isinstance(total, int) and not isinstance(total, bool) else None,
-        error=error if isinstance(error, str) else None if error is None else str(error),
-        warnings=[f"metrics.jsonl: {note}, skipped" for note in skipped],
-    )
-
-
 # -- display names ----------------------------------------------------------------------------
 # A short text a person gives a run ("baseline, lr 1e-3"), stored in the run folder as label.txt
 # (written atomically) so that every browser session and the CLI see the same name and the name
@@ -690,5 +357,3 @@ def set_display_name(run: Run, name: str) -> str | None:
     return name
 
 
-def now_iso() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")

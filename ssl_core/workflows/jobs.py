@@ -16,11 +16,14 @@ from pathlib import Path
 
 from ssl_core.models.methods import run_kind
 from ssl_core.store import files
-from ssl_core.store.runs import Run, RunBusy, RunStore, process_alive
+from ssl_core.store.processes import process_alive
+from ssl_core.store.reading import RunBusy
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from ssl_core.analyses.runner import JOB_FILE, LOG_FILE, check_names, job_lock, job_record, job_running
 from ssl_core.core.runtime import versions
 from ssl_core.workflows.train_request import TrainRequest
-from ssl_core.store.runs import atomic_write_json
+from ssl_core.store.atomic import atomic_write_json
 
 
 def _spawn(store: RunStore, run: Run, skip: tuple[str, ...] = ()) -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from ssl_core.analyses import runner as analysis
 from ssl_core.workflows import jobs
-from ssl_core.store.runs import atomic_write_json
+from ssl_core.store.atomic import atomic_write_json
 from tiny_runs import embedded_run
 
 CALLS: list[str] = []

@@ -17,7 +17,7 @@ from ssl_core.cli import main
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig
 from ssl_core.data.shapes import load_shapes, shape_masks
 from ssl_core.models.methods import build_method
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from ssl_core.training.loop import train
 from tiny_runs import tiny_config
 

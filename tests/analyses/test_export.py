@@ -18,7 +18,9 @@ from ssl_core.cli import main
 from ssl_core.analyses.compare import align_map, aligned_maps, best_of, check_comparable, compare_many, run_scores
 from ssl_core.analyses.export import IDENTITY_COLUMNS, SCORE_COLUMNS, comparison_html, map_html, metrics_csv
 from ssl_core.steps.projection import PCA_FILE, project_pca
-from ssl_core.store.runs import Run, RunStore, atomic_write_json, set_display_name
+from ssl_core.store.atomic import atomic_write_json
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run, set_display_name
 from tiny_runs import embedded_run
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"

@@ -16,7 +16,7 @@ import pytest
 from app_server import CHROMIUM, CHROMIUM_ARGS
 from hostile_runs import CLASS_NAMES, DATASET, IDS, LABELS, NAME, hostile_run
 from ssl_core.analyses.export import export
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ssl_core.workflows.pipeline import run_all
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 from tiny_runs import tiny_config
 
 # The app's modules import each other as top-level modules (`widgets.map_figure`, `loaders`), as

@@ -12,7 +12,7 @@ from PIL import Image
 from app_driver import open_page, texts
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig
 from ssl_core.steps.browsing import run_images
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from ssl_core.training.loop import train
 from streamlit.testing.v1 import AppTest
 from tiny_runs import tiny_config

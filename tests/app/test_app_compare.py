@@ -18,7 +18,8 @@ from ssl_core.cli import main
 from ssl_core.steps.embed import load_embeddings
 from ssl_core.steps.evaluate import confusion, knn_predict
 from ssl_core.steps.readiness import comparable
-from ssl_core.store.runs import Run, RunStore
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 DEMOS = ["demo-simclr-shapes", "demo-supervised-shapes", "demo-random-shapes"]

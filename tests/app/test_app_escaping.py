@@ -16,7 +16,7 @@ from app_driver import open_page, rendered
 from app_server import CHROMIUM, CHROMIUM_ARGS
 from hostile_runs import CLASS_NAMES, IDS, LABELS, NAME, hostile_run
 from ssl_core.steps.index import index_run
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from widgets.literal import literal, sentence
 
 LINK_PAYLOADS = ["[x](http://evil.example/a)", "![i](http://evil.example/x.png)", "www.evil.example"]

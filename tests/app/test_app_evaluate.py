@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from app_driver import open_page, texts
 from ssl_core.analyses import runner as analysis
-from ssl_core.store.runs import atomic_write_json
+from ssl_core.store.atomic import atomic_write_json
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 from ssl_core.steps.readiness import missing_steps
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from tiny_runs import tiny_config
 
 

@@ -18,7 +18,7 @@ from ssl_core.steps.readiness import explorable, resumable
 from ssl_core.workflows import jobs
 from ssl_core.workflows.train_request import TrainRequest
 from ssl_core.models.methods import METHODS, Method, register_method
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 
 JOB_TIMEOUT_S = 120
 
@@ -220,14 +220,14 @@ def test_the_form_builds_the_config_the_cli_would():
 def test_a_read_only_disk_is_one_sentence_and_leaves_no_half_made_run(runs_dir, monkeypatch):
     import errno
 
-    from ssl_core.store import runs as runs_module
+    from ssl_core.store import atomic
 
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
     before = sorted(p.name for p in runs_dir.iterdir())
     at = fill_tiny_form(open_page("train"))
-    monkeypatch.setattr(runs_module, "atomic_write_bytes", read_only)
+    monkeypatch.setattr(atomic, "atomic_write_bytes", read_only)
     at.button(key="train_start").click().run()
     assert not at.exception, [e.value for e in at.exception]
     [error] = [e for e in texts(at.error) if "Cannot start" in e]

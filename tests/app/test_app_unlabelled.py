@@ -9,7 +9,7 @@ import pytest
 from app_driver import open_page, texts
 from ssl_core.analyses.clusters import cluster_run
 from ssl_core.workflows.pipeline import run_all
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from tiny_runs import unlabelled_config, write_unlabelled_digits
 
 

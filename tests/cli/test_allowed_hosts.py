@@ -12,7 +12,8 @@ import base64
 import os
 import socket
 
-from ssl_core.cli import allowed_hosts, build_parser
+from ssl_core.cli.app import allowed_hosts
+from ssl_core.cli.parser import build_parser
 
 
 def websocket_status(port: int, host: str) -> int:

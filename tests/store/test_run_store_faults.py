@@ -16,8 +16,11 @@ import pytest
 from tiny_runs import embedded_run, tiny_config
 from ssl_core import cli
 from ssl_core.workflows import jobs
+from ssl_core.store import atomic, run_store
 from ssl_core.store import runs as runs_module
-from ssl_core.store.runs import RunBusy, RunStore, os_error_message, validate_run_id
+from ssl_core.store.reading import RunBusy, os_error_message
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import validate_run_id
 
 
 def _finished(store, **kwargs):
@@ -76,7 +79,7 @@ def test_a_run_id_with_a_trailing_newline_is_refused(store):
 # -- one process at a time -------------------------------------------------------------------
 HOLD = """
 import sys, time
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 with RunStore(sys.argv[1]).get(sys.argv[2]).lock("train"):
     print("held", flush=True)
     time.sleep(120)
@@ -135,7 +138,7 @@ def test_delete_checks_at_the_click_and_is_all_or_nothing(store, monkeypatch):
     def refuse(*args):
         raise PermissionError(errno.EACCES, "Permission denied", str(run.path))
 
-    monkeypatch.setattr(runs_module.os, "rename", refuse)
+    monkeypatch.setattr(run_store.os, "rename", refuse)
     with pytest.raises(PermissionError):
         store.delete(run.id)
     assert run.metrics_path.exists() and run.config_path.exists(), "a failed delete removed files"
@@ -145,7 +148,7 @@ def test_delete_checks_at_the_click_and_is_all_or_nothing(store, monkeypatch):
         (path / "metrics.jsonl").unlink()
         raise OSError(errno.EIO, "Input/output error", str(path / "embeddings"))
 
-    monkeypatch.setattr(runs_module.shutil, "rmtree", fail_half_way)
+    monkeypatch.setattr(run_store.shutil, "rmtree", fail_half_way)
     with pytest.raises(OSError):
         store.delete(run.id)
     assert store.list() == [], "half a run is listed"
@@ -223,7 +226,7 @@ def test_os_errors_read_as_one_sentence(tmp_path, capsys, monkeypatch):
     def read_only(path, data):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(runs_module, "atomic_write_bytes", read_only)
+    monkeypatch.setattr(atomic, "atomic_write_bytes", read_only)
     assert cli.main(["eval", run.id, "--recompute", "--runs-dir", str(store.root)]) == 1
     err = capsys.readouterr().err
     assert err == f"error: cannot use {run.eval_path}: the file system is read-only\n"

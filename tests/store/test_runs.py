@@ -13,7 +13,9 @@ import pytest
 from tiny_runs import tiny_config
 from ssl_core.store import runs as runs_module
 from ssl_core.models.methods import run_kind
-from ssl_core.store.runs import Run, RunStore, atomic_write_json, validate_run_id
+from ssl_core.store.atomic import atomic_write_json
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run, validate_run_id
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b", "a\\b", "..", "", ".hidden", "x" * 200, "a..b", "run id"])

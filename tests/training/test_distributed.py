@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from ssl_core.models.checkpoint import load_checkpoint
 
 TINY = ["--dataset", "shapes", "--backbone", "convnet", "--device", "cpu", "--train-size", "128",

@@ -15,7 +15,7 @@ import pytest
 
 from ssl_core.cli import main
 from ssl_core.workflows.importer import InvalidImport, import_embeddings
-from ssl_core.store.runs import STAGING_OWNER, STAGING_PREFIX, STAGING_UNOWNED_SECONDS
+from ssl_core.store.run_store import STAGING_OWNER, STAGING_PREFIX, STAGING_UNOWNED_SECONDS
 from ssl_core.models.checkpoint import CorruptCheckpoint, load_checkpoint
 from ssl_core.training.loop import TrainingInterrupted, train
 from tiny_runs import tiny_config
@@ -24,7 +24,7 @@ from tiny_runs import tiny_config
 SLOW_TRAINING = """
 import sys, time
 from ssl_core.training import loop as training
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 
 root, run_id, stage = sys.argv[1:]
 if stage == "step":
@@ -128,7 +128,7 @@ def test_a_staging_folder_left_by_a_killed_import_is_cleared(store):
     killed = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[2])
-from ssl_core.store.runs import RunStore
+from ssl_core.store.run_store import RunStore
 from tiny_runs import tiny_config
 with RunStore(sys.argv[1]).create_atomically(tiny_config()) as run:
     os.kill(os.getpid(), signal.SIGKILL)  # kill -9 half-way through an import

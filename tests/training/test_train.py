@@ -10,7 +10,8 @@ import torch
 from ssl_core.models.methods import METHODS
 from ssl_core.models.methods.simclr import SimCLR
 from ssl_core.models.checkpoint import load_checkpoint
-from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, lr_factor, train
+from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, train
+from ssl_core.training.optimizer import lr_factor
 from tiny_runs import tiny_config
 
 

@@ -21,7 +21,8 @@ from ssl_core.steps.browsing import load_explore_data, run_images
 from ssl_core.steps.index import load_search
 from ssl_core.workflows.importer import InvalidImport, import_embeddings
 from ssl_core.steps.index import neighbors
-from ssl_core.store.runs import Run, RunStore, get_display_name
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run, get_display_name
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained" / "demo-simclr-shapes"
 

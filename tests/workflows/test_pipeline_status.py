@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ssl_core.store import runs as runs_module
+from ssl_core.store import atomic
 from ssl_core.workflows.pipeline import run_all
 from tiny_runs import tiny_config
 
@@ -17,7 +17,7 @@ from tiny_runs import tiny_config
 def status_writes(monkeypatch) -> list[tuple[str, str | None]]:
     """(status, stage) of every status.json written from now on, in order."""
     writes = []
-    real_write = runs_module.atomic_write_bytes
+    real_write = atomic.atomic_write_bytes
 
     def recording_write(path, data):
         if path.name == "status.json":
@@ -25,7 +25,7 @@ def status_writes(monkeypatch) -> list[tuple[str, str | None]]:
             writes.append((record["status"], record.get("stage")))
         real_write(path, data)
 
-    monkeypatch.setattr(runs_module, "atomic_write_bytes", recording_write)
+    monkeypatch.setattr(atomic, "atomic_write_bytes", recording_write)
     return writes
 
 

@@ -19,7 +19,7 @@ from ssl_core.analyses.runner import run_analyses
 from ssl_core.analyses.clusters import cluster_run, load_clusters
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.workflows.pipeline import run_all
-from ssl_core.store.runs import RunStore, summarize
+from ssl_core.store.run_store import RunStore, summarize
 from tiny_runs import unlabelled_config, write_unlabelled_digits
 
 DIGITS = 600  # 480 train, 120 test

@@ -1,0 +1,69 @@
+"""`ssl-explorer app` and `ssl-explorer demo`: serve the Streamlit dashboard (app/) over the runs
+folder, answering only to this machine's names; `demo` first copies in the bundled, already
+trained runs of pretrained/."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ssl_core.cli.console import log
+from ssl_core.store import files
+from ssl_core.store.run_store import RunStore
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+APP_SCRIPT = REPOSITORY / "app" / "streamlit_app.py"
+PRETRAINED = REPOSITORY / "pretrained"
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(address: str, extra: Sequence[str] = ()) -> list[str]:
+    """The names the app answers to, as Streamlit's server.allowedHosts (ports ignored): this
+    machine's loopback names, the address it listens on (this machine's name when that is every
+    interface) and `extra` ('*': any). A request with another Host header gets no session: a page
+    of another site whose name was re-pointed at this machine (DNS rebinding) cannot drive it."""
+    hosts = [*LOCAL_HOSTS, socket.gethostname() if address in ALL_INTERFACES else address, *extra]
+    return list(dict.fromkeys(host.strip().lower() for host in hosts if host.strip()))
+
+
+def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
+    """Serve the dashboard (streamlit) over the runs folder; blocks until stopped."""
+    if not APP_SCRIPT.exists():
+        raise FileNotFoundError(f"the app is not at {APP_SCRIPT}; run from a clone of the repository "
+                                "(`pip install -e .`)")
+    if args.command == "demo":
+        added = install_demo_runs(store)
+        log(f"demo runs in {store.root}: {', '.join(added) if added else 'already there'}")
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+               "--server.address", args.address, "--server.port", str(args.port),
+               "--server.headless", "true", "--server.maxUploadSize", "10",
+               "--browser.gatherUsageStats", "false"]
+    hosts = allowed_hosts(args.address, args.allowed_host)
+    for host in hosts:
+        command += ["--server.allowedHosts", host]
+    log(f"ssl-explorer app on http://{args.address}:{args.port} (runs: {store.root}; answers to "
+        f"{', '.join(hosts)}: add a name with --allowed-host)")
+    env = {**os.environ, "SSL_EXPLORER_RUNS": str(store.root.resolve())}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become the server (same pid), so a signal that stops `ssl-explorer app` stops the app.
+    os.execve(sys.executable, command, env)
+
+
+def install_demo_runs(store: RunStore) -> list[str]:
+    """Copy the bundled, already-trained runs of pretrained/ into the runs folder (once)."""
+    added = []
+    for source in sorted(p for p in PRETRAINED.iterdir() if (p / files.CONFIG).exists()):
+        target = store.root / source.name
+        if not target.exists():
+            shutil.copytree(source, target)
+            added.append(source.name)
+    return added

@@ -1,0 +1,61 @@
+"""The steps stored in a run, from the command line: `eval` (its scores), `embed`, `project` and
+`index` (each run again on its own), and `neighbors` (a search of its index). A step that needs
+embeddings the run lacks embeds first."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ssl_core.cli.console import log
+from ssl_core.steps.evaluate import evaluate_run
+from ssl_core.steps.index import neighbors
+from ssl_core.store.run_store import RunStore
+from ssl_core.workflows.pipeline import run_post_steps
+
+
+def _ensure_embeddings(run, device: str) -> None:
+    if not (run.embeddings_dir / "test.npy").exists():
+        log(f"run {run.id} has no embeddings yet: embedding first")
+        run_post_steps(run, ["embed"], device=device, log=log)
+
+
+def cmd_eval(args: argparse.Namespace, store: RunStore) -> int:
+    run = store.get(args.run_id)
+    scores = None if args.recompute else run.read_eval()
+    if scores is None:
+        with run.lock("eval"):
+            _ensure_embeddings(run, args.device)
+            scores = evaluate_run(run)
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_step(args: argparse.Namespace, store: RunStore) -> int:
+    run = store.get(args.run_id)
+    if args.command != "embed":
+        _ensure_embeddings(run, args.device)
+    results = run_post_steps(run, [args.command], device=args.device, log=log)
+    print(json.dumps(results[args.command], indent=2))
+    return 0
+
+
+def cmd_neighbors(args: argparse.Namespace, store: RunStore) -> int:
+    result = neighbors(store.get(args.run_id), args.index, args.k)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    def name(item: dict) -> str:
+        return item["label_name"] or ("unlabelled" if item["label"] < 0 else "")
+
+    q = result["query"]
+    print(f"query row {q['row']}: {q['id']} ({q['split']}), label {q['label']} {name(q)}".rstrip())
+    print(f"{'RANK':<5} {'ROW':<7} {'ID':<16} {'SPLIT':<6} {'LABEL':<18} DISTANCE")
+    for rank, h in enumerate(result["neighbors"], 1):
+        label = f"{h['label']} {name(h)}".strip()
+        print(f"{rank:<5} {h['row']:<7} {h['id']:<16} {h['split']:<6} {label:<18} {h['distance']:.4f}")
+    if result["same_label"] is None:
+        print("no labels: the query image is unlabelled, so no neighbour can share its label")
+    else:
+        print(f"{result['same_label']} of {len(result['neighbors'])} share the query's label")
+    return 0
