@@ -64,7 +64,7 @@ def _dataset(root: str, run_id: str, stamp: Fingerprint) -> ImageSet:
 def _dataset_stamp(run: Run) -> Fingerprint:
     # Generated sets are regenerated from config.json, so the config's fingerprint is enough;
     # imported runs store theirs (dataset/images.npy).
-    return fingerprint(run, run.config_path, run.path / "dataset" / "images.npy")
+    return fingerprint(run, run.config_path, run.dataset_dir / files.DATASET_IMAGES)
 
 
 def dataset(run: Run) -> ImageSet:
@@ -205,7 +205,7 @@ def _ids_signature(root: str, run_id: str, stamp: Fingerprint) -> str:
 
 def ids_signature(run: Run) -> str:
     """compare.ids_signature: equal for runs over the same images, in the same order."""
-    stamp = fingerprint(run, *(run.embeddings_dir / f"{split}_ids.json" for split in ("train", "test")))
+    stamp = fingerprint(run, *(run.embeddings_dir / files.ids(split) for split in ("train", "test")))
     return _ids_signature(str(run.path.parent), run.id, stamp)
 
 

@@ -65,3 +65,59 @@ def test_a_method_in_one_file_is_listed_trained_probed_fine_tuned_and_shown(tmp_
         assert "Layer-wise linear probe" in shown and "Fine-tuning for a fixed budget" in shown, shown
     finally:
         METHODS.unregister(MeanColour.name)
+
+
+def test_a_dataset_in_one_function_is_listed_trained_on_and_explored(tmp_path, capsys):
+    """The 'add a dataset' recipe: one registered function returning an ImageSet."""
+    import numpy as np
+
+    from ssl_core.data import DATASETS
+    from ssl_core.data.convert import split_and_build
+    from ssl_core.steps.browsing import load_explore_data
+
+    @DATASETS.register("recipe-stripes")
+    def stripes(cfg):
+        """Horizontal or vertical stripes on noise: two classes (a test's throwaway dataset)."""
+        rng = np.random.default_rng(cfg.seed)
+        images = rng.integers(0, 80, size=(120, cfg.resolution, cfg.resolution, 3)).astype(np.uint8)
+        labels = np.arange(120) % 2
+        images[labels == 0, ::4] = 255
+        images[labels == 1, :, ::4] = 255
+        return split_and_build("recipe-stripes", images, labels, ["horizontal", "vertical"], cfg)
+
+    try:
+        assert cli.main(["datasets"]) == 0
+        assert "recipe-stripes" in capsys.readouterr().out
+        config = tiny_config("simclr", train_size=96, test_size=24, epochs=1)
+        config.data.dataset = "recipe-stripes"
+        run = RunStore(tmp_path / "runs").create(config)
+        run_all(run, progress=False, log=lambda message: None)
+        view = load_explore_data(run)
+        assert len(view.ids) == 120 and view.class_names == ["horizontal", "vertical"]
+    finally:
+        DATASETS.unregister("recipe-stripes")
+
+
+def count_rows(run, *, device="cpu", progress=None):
+    """A throwaway analysis: how many rows each split has."""
+    from ssl_core.analyses.stored import store_result
+    from ssl_core.steps.embed import load_all_embeddings
+
+    _, _, _, splits = load_all_embeddings(run)
+    summary = {"train": int((splits == "train").sum()), "test": int((splits == "test").sum())}
+    store_result(run, "recipe_rows", summary)
+    return summary
+
+
+def test_an_analysis_in_one_function_runs_from_the_runner_and_is_stored(tmp_path, monkeypatch):
+    """The 'add an analysis' recipe: a function and one line in ANALYSES."""
+    from ssl_core.analyses import runner
+    from ssl_core.analyses.stored import read_result
+    from tiny_runs import embedded_run
+
+    run = embedded_run(RunStore(tmp_path / "runs"), train_size=40, test_size=10)
+    monkeypatch.setitem(runner.ANALYSES, "recipe_rows", "test_recipes:count_rows")
+    result = run_analyses(run, ["recipe_rows"], device="cpu")
+    assert result["ran"] == ["recipe_rows"]
+    assert read_result(run, "recipe_rows") == {"train": 40, "test": 10}
+    assert "recipe_rows" in runner.missing_analyses(run)["stored"]

@@ -20,6 +20,7 @@ from ssl_core.steps.evaluate import linear_cka
 from ssl_core.steps.index import build_index
 from ssl_core.steps.projection import load_map
 from ssl_core.steps.readiness import comparable, embedded, refuse
+from ssl_core.store import files
 from ssl_core.store.runs import Run
 
 
@@ -70,7 +71,7 @@ def ids_signature(run: Run) -> str:
     compared row by row exactly when their signatures are equal."""
     digest = hashlib.sha256()
     for split in ("train", "test"):
-        path = run.embeddings_dir / f"{split}_ids.json"
+        path = run.embeddings_dir / files.ids(split)
         try:
             ids = json.loads(path.read_text())
         except FileNotFoundError:

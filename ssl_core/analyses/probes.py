@@ -34,6 +34,7 @@ from ssl_core.models.encoders import encoder_class, load_run_encoder
 from ssl_core.steps.browsing import run_dataset
 from ssl_core.steps.embed import load_embeddings
 from ssl_core.steps.evaluate import linear_probe
+from ssl_core.store import files
 from ssl_core.store.runs import Run
 
 Progress = Callable[[float, str], None] | None
@@ -64,7 +65,7 @@ def _report(progress: Progress, fraction: float, text: str) -> None:
 def has_labels(run: Run) -> bool | None:
     """Whether the run's stored train and test labels hold known classes; None before `embed`."""
     try:
-        return all(bool((np.load(run.embeddings_dir / f"{split}_labels.npy", allow_pickle=False) >= 0).any())
+        return all(bool((np.load(run.embeddings_dir / files.labels(split), allow_pickle=False) >= 0).any())
                    for split in ("train", "test"))
     except FileNotFoundError:
         return None
@@ -87,7 +88,7 @@ def layers_unavailable(run: Run) -> str | None:
 
 def factors_unavailable(run: Run) -> str | None:
     """Why the factor probe cannot run, when that is known without loading the dataset."""
-    if run.kind == "imported" and not (run.path / "dataset" / "factors.npz").exists():
+    if run.kind == "imported" and not (run.dataset_dir / files.DATASET_FACTORS).exists():
         return "the run was imported without metadata columns: there are no factors to probe"
     return None
 

@@ -10,12 +10,13 @@ import json
 from ssl_core.cli.console import log
 from ssl_core.steps.evaluate import evaluate_run
 from ssl_core.steps.index import neighbors
+from ssl_core.store import files
 from ssl_core.store.run_store import RunStore
 from ssl_core.workflows.pipeline import run_post_steps
 
 
 def _ensure_embeddings(run, device: str) -> None:
-    if not (run.embeddings_dir / "test.npy").exists():
+    if not (run.embeddings_dir / files.vectors("test")).exists():
         log(f"run {run.id} has no embeddings yet: embedding first")
         run_post_steps(run, ["embed"], device=device, log=log)
 

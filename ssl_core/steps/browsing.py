@@ -22,6 +22,7 @@ from ssl_core.data.files import FileImages, ImageRows
 from ssl_core.data.imageset import ImageSet
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.projection import load_map
+from ssl_core.store import files
 from ssl_core.store.runs import Run
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # uploads larger than this are refused before decoding
@@ -72,14 +73,14 @@ def run_dataset(run: Run):
 def load_stored_dataset(run: Run):
     """The ImageSet an imported run carries in its folder (rows train then test, like its
     embeddings), or None for runs whose images come from their dataset."""
-    images_path = run.dataset_dir / "images.npy"
+    images_path = run.dataset_dir / files.DATASET_IMAGES
     if not images_path.exists():
         return None
     _, labels, ids, splits = load_all_embeddings(run)
     images = np.load(images_path, allow_pickle=False)
-    with np.load(run.dataset_dir / "factors.npz", allow_pickle=False) as stored:
+    with np.load(run.dataset_dir / files.DATASET_FACTORS, allow_pickle=False) as stored:
         factors = {k: stored[k] for k in stored.files}
-    levels = json.loads((run.dataset_dir / "factor_levels.json").read_text())
+    levels = json.loads((run.dataset_dir / files.DATASET_LEVELS).read_text())
     class_names = run.read_class_names()
     if len(images) != len(ids):
         raise ValueError(f"run {run.id}: {len(images)} stored images for {len(ids)} embeddings")

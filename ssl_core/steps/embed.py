@@ -45,9 +45,9 @@ def embed_run(run: Run, *, device: torch.device | str = "cpu", data: ImageSet | 
     for split in SPLITS:
         subset = data.train if split == "train" else data.test
         vectors = embed_images(method, subset.images, device=device, progress=progress)
-        atomic_write_arrays(run.embeddings_dir / f"{split}.npy", vectors.numpy().astype(np.float16))
-        atomic_write_arrays(run.embeddings_dir / f"{split}_labels.npy", subset.labels.numpy().astype(np.int64))
-        atomic_write_json(run.embeddings_dir / f"{split}_ids.json", list(subset.ids))
+        atomic_write_arrays(run.embeddings_dir / files.vectors(split), vectors.numpy().astype(np.float16))
+        atomic_write_arrays(run.embeddings_dir / files.labels(split), subset.labels.numpy().astype(np.int64))
+        atomic_write_json(run.embeddings_dir / files.ids(split), list(subset.ids))
         counts[split] = len(vectors)
     atomic_write_json(run.embeddings_dir / files.CLASS_NAMES, list(data.class_names))
     return counts
@@ -58,11 +58,11 @@ def load_embeddings(run: Run, split: str) -> tuple[np.ndarray, np.ndarray, list[
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}'; known: {', '.join(SPLITS)}")
     folder = run.embeddings_dir
-    if not (folder / f"{split}.npy").exists():
+    if not (folder / files.vectors(split)).exists():
         raise FileNotFoundError(f"run {run.id} has no {split} embeddings; run `ssl-explorer embed {run.id}`")
-    vectors = np.load(folder / f"{split}.npy", allow_pickle=False).astype(np.float32)
-    labels = np.load(folder / f"{split}_labels.npy", allow_pickle=False)
-    ids = json.loads((folder / f"{split}_ids.json").read_text())
+    vectors = np.load(folder / files.vectors(split), allow_pickle=False).astype(np.float32)
+    labels = np.load(folder / files.labels(split), allow_pickle=False)
+    ids = json.loads((folder / files.ids(split)).read_text())
     if not (len(vectors) == len(labels) == len(ids)):
         raise ValueError(f"run {run.id}: {split} embeddings, labels and ids disagree in length "
                          f"({len(vectors)}, {len(labels)}, {len(ids)}); run `ssl-explorer embed {run.id}`")

@@ -21,6 +21,7 @@ import numpy as np
 
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.readiness import refuse, searchable
+from ssl_core.store import files
 from ssl_core.store.atomic import atomic_write_json
 from ssl_core.store.runs import Run
 
@@ -94,7 +95,7 @@ def index_run(run: Run, *, ivf_threshold: int = IVF_THRESHOLD) -> dict[str, Any]
     tmp.replace(run.index_path)
     info = {**describe_index(index), "ivf_threshold": ivf_threshold, "built_on": "cuda" if gpu else "cpu",
             "faiss": faiss.__version__, "seconds": round(time.perf_counter() - started, 2)}
-    atomic_write_json(run.index_path.with_name("params.json"), info)
+    atomic_write_json(run.index_path.with_name(files.PARAMS), info)
     return info
 
 

@@ -227,7 +227,7 @@ def project_run(run: Run, *, backend: str | None = None) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - started, 3)},
         "umap": None,  # filled in when the UMAP map is written
     }
-    atomic_write_json(run.projection_dir / "params.json", params)
+    atomic_write_json(run.projection_dir / files.PARAMS, params)
 
     started = time.perf_counter()
     coords = project_umap(vectors, backend=chosen, n_neighbors=cfg.n_neighbors, min_dist=cfg.min_dist,
@@ -242,13 +242,13 @@ def project_run(run: Run, *, backend: str | None = None) -> dict[str, Any]:
         "numba_cache": str(numba_cache_dir()) if chosen == "umap-learn" else None,
         "seconds": round(seconds, 2),
     }
-    atomic_write_json(run.projection_dir / "params.json", params)
+    atomic_write_json(run.projection_dir / files.PARAMS, params)
     return params
 
 
 def read_params(run: Run) -> dict[str, Any] | None:
     try:
-        return json.loads((run.projection_dir / "params.json").read_text())
+        return json.loads((run.projection_dir / files.PARAMS).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 

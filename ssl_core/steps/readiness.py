@@ -33,8 +33,8 @@ def missing_steps(run: Run) -> list[str]:
     """The post-training steps (pipeline order) whose stored output `run` lacks; each one is made
     by `ssl-explorer <step> RUN_ID` (`eval` by `ssl-explorer eval RUN_ID`)."""
     outputs = {
-        "embed": [run.embeddings_dir / f"{split}{suffix}" for split in ("train", "test")
-                  for suffix in (".npy", "_labels.npy", "_ids.json")],
+        "embed": [run.embeddings_dir / name(split) for split in files.SPLITS
+                  for name in (files.vectors, files.labels, files.ids)],
         "eval": [run.eval_path],
         "project": [run.projection_dir / files.UMAP_MAP],
         "index": [run.index_path],

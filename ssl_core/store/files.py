@@ -16,14 +16,34 @@ NAME = "label.txt"
 LOCK = ".lock"
 EMBEDDINGS_DIR = "embeddings"
 CLASS_NAMES = "class_names.json"  # inside embeddings/
+SPLITS = ("train", "test")  # every run stores its rows train first, then test
 EVAL = "eval.json"
 PROJECTION_DIR = "projection"
+PARAMS = "params.json"  # inside projection/ and index/: how the map or the index was made
 PCA_MAP = "pca_2d.npy"  # inside projection/
 UMAP_MAP = "umap_2d.npy"  # inside projection/
 INDEX_DIR = "index"
 INDEX = "faiss.index"  # inside index/
 ANALYSIS_DIR = "analysis"
 DATASET_DIR = "dataset"
+DATASET_IMAGES = "images.npy"  # inside dataset/
+DATASET_FACTORS = "factors.npz"  # inside dataset/
+DATASET_LEVELS = "factor_levels.json"  # inside dataset/
+
+
+def vectors(split: str) -> str:
+    """embeddings/<split>.npy: the split's vectors (float16; float32 when float16 would lose them)."""
+    return f"{split}.npy"
+
+
+def labels(split: str) -> str:
+    """embeddings/<split>_labels.npy: the split's labels (int64, -1 where unknown)."""
+    return f"{split}_labels.npy"
+
+
+def ids(split: str) -> str:
+    """embeddings/<split>_ids.json: the split's image ids, in row order."""
+    return f"{split}_ids.json"
 
 # (path inside the run folder, written by, what it holds)
 RUN_FILES: tuple[tuple[str, str, str], ...] = (
@@ -34,13 +54,13 @@ RUN_FILES: tuple[tuple[str, str, str], ...] = (
     (CHECKPOINT, "train", "the latest training state (atomic; loaded with weights_only=True)"),
     (TRAIN_LOG, "background jobs", "the output of a job started by the app"),
     (NAME, "rename", "the display name a person gave the run"),
-    (f"{EMBEDDINGS_DIR}/", "embed", "train.npy, test.npy (float16), <split>_labels.npy, <split>_ids.json, "
+    (f"{EMBEDDINGS_DIR}/", "embed", f"{vectors('SPLIT')} (float16), {labels('SPLIT')}, {ids('SPLIT')} (SPLIT: train, test), "
                                      f"{CLASS_NAMES}"),
     (EVAL, "eval", "kNN and linear-probe scores, or label-free scores when there are no labels"),
-    (f"{PROJECTION_DIR}/", "project", f"{PCA_MAP} (written first), {UMAP_MAP}, params.json"),
-    (f"{INDEX_DIR}/", "index", f"{INDEX} and params.json (exact or IVF)"),
-    (f"{ANALYSIS_DIR}/", "analyze", "<name>.json (+ <name>.npz) per analysis, job.json, job.log"),
-    (f"{DATASET_DIR}/", "import", "imported runs only: images.npy, factors.npz, factor_levels.json"),
+    (f"{PROJECTION_DIR}/", "project", f"{PCA_MAP} (written first), {UMAP_MAP}, {PARAMS}"),
+    (f"{INDEX_DIR}/", "index", f"{INDEX} and {PARAMS} (exact or IVF)"),
+    (f"{ANALYSIS_DIR}/", "analyze", "NAME.json (+ NAME.npz) per analysis, job.json, job.log"),
+    (f"{DATASET_DIR}/", "import", f"imported runs only: {DATASET_IMAGES}, {DATASET_FACTORS}, {DATASET_LEVELS}"),
 )
 
 

@@ -239,16 +239,16 @@ def write_rows(run: Run, vectors: np.ndarray, ids: list[str], labels: np.ndarray
     and metadata that no dataset loader can rebuild for this run."""
     dtype = _storage_dtype(vectors)
     for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
-        _save_npy(run.embeddings_dir / f"{split}.npy", vectors[part].astype(dtype))
-        _save_npy(run.embeddings_dir / f"{split}_labels.npy", labels[part].astype(np.int64))
-        atomic_write_json(run.embeddings_dir / f"{split}_ids.json", ids[part])
+        _save_npy(run.embeddings_dir / files.vectors(split), vectors[part].astype(dtype))
+        _save_npy(run.embeddings_dir / files.labels(split), labels[part].astype(np.int64))
+        atomic_write_json(run.embeddings_dir / files.ids(split), ids[part])
     atomic_write_json(run.embeddings_dir / files.CLASS_NAMES, list(class_names))
     folder = run.dataset_dir
-    _save_npy(folder / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+    _save_npy(folder / files.DATASET_IMAGES, np.ascontiguousarray(images, dtype=np.uint8))
     buffer = io.BytesIO()
     np.savez(buffer, **factors)
-    atomic_write_bytes(folder / "factors.npz", buffer.getvalue())
-    atomic_write_json(folder / "factor_levels.json", {k: list(v) for k, v in factor_levels.items()})
+    atomic_write_bytes(folder / files.DATASET_FACTORS, buffer.getvalue())
+    atomic_write_json(folder / files.DATASET_LEVELS, {k: list(v) for k, v in factor_levels.items()})
 
 
 def score_and_index(run: Run, report: Progress, warn: Callable[[str], None]) -> None:
