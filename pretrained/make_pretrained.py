@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.models.methods import run_kind
 from ssl_core.workflows.pipeline import run_all
+from ssl_core.workflows.train_request import create_training_run
 from ssl_core.store.atomic import atomic_write_json
 from ssl_core.store.run_store import RunStore
 
@@ -92,10 +92,7 @@ def main(names: list[str], refresh: bool = False) -> None:
         method, backbone, epochs = RUNS[name]
         config = RunConfig(data=DATA, backbone=BackboneConfig(backbone), method={"name": method},
                            train=TrainConfig(epochs=epochs, batch_size=256, device="cpu", knn_every=5))
-        from ssl_core.core.runtime import versions
-
-        run = store.create(config, extra={"versions": versions(), "command": ["pretrained/make_pretrained.py"],
-                                          "kind": run_kind(config.method["name"])})
+        run = create_training_run(store, config, ["pretrained/make_pretrained.py"])
         run_all(run, progress=True)
         slim_checkpoint(run.checkpoint_path)
         score(run)

@@ -121,3 +121,17 @@ def test_an_analysis_in_one_function_runs_from_the_runner_and_is_stored(tmp_path
     assert result["ran"] == ["recipe_rows"]
     assert read_result(run, "recipe_rows") == {"train": 40, "test": 10}
     assert "recipe_rows" in runner.missing_analyses(run)["stored"]
+
+
+def test_every_page_file_is_in_the_navigation_and_opened_by_a_test():
+    """The 'add a page' recipe: a page file in app/app_pages/, one st.Page in streamlit_app.py,
+    and a test that opens it (the app driver's PAGES)."""
+    from app_driver import PAGES
+
+    app = Path(__file__).resolve().parents[1] / "app"
+    files = {f"app_pages/{p.name}" for p in (app / "app_pages").glob("*.py") if not p.name.startswith("_")}
+    navigation = (app / "streamlit_app.py").read_text()
+    assert {f for f in files if f'st.Page("{f}"' not in navigation} == set(), "a page is missing from st.navigation"
+    assert files == set(PAGES.values()), "a page has no entry in tests/app/app_driver.PAGES"
+    tested = " ".join(p.read_text() for p in (app.parent / "tests" / "app").glob("test_app_*.py"))
+    assert [name for name in PAGES if f'open_page("{name}"' not in tested] == [], "a page no test opens"

@@ -11,13 +11,12 @@ import sys
 from typing import Any, Sequence
 
 from ssl_core.cli.console import log
-from ssl_core.core.runtime import resolve_device, versions
-from ssl_core.models.methods.base import run_kind
+from ssl_core.core.runtime import resolve_device
 from ssl_core.store.run_store import RunStore
 from ssl_core.training import distributed
 from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, train
 from ssl_core.workflows.pipeline import POST_STEPS, run_all, run_post_steps
-from ssl_core.workflows.train_request import TrainRequest
+from ssl_core.workflows.train_request import TrainRequest, create_training_run
 
 # What `train` takes for a new run; a resumed run continues as its config.json says, so these
 # are refused with --resume instead of being silently ignored. (flag, argparse dest)
@@ -114,12 +113,9 @@ def _create_run(args: argparse.Namespace, store: RunStore, skip: list[str]):
         skip=tuple(skip))
     config = request.config()
     device = resolve_device(config.train.device)
-    extra = {"versions": versions(), "device_resolved": str(device), "command": sys.argv[1:] if sys.argv else [],
-             "kind": run_kind(request.method)}
     ctx = distributed.context()
-    if ctx.active:
-        extra["processes"] = ctx.world_size
-    return store.create(config, extra=extra)
+    return create_training_run(store, config, sys.argv[1:] if sys.argv else [], device_resolved=str(device),
+                               **({"processes": ctx.world_size} if ctx.active else {}))
 
 
 def _train_distributed(args: argparse.Namespace, store: RunStore, skip: list[str]) -> int:

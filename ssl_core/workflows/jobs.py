@@ -14,15 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ssl_core.models.methods import run_kind
 from ssl_core.store import files
 from ssl_core.store.processes import process_alive
 from ssl_core.store.reading import RunBusy
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from ssl_core.analyses.runner import JOB_FILE, LOG_FILE, check_names, job_lock, job_record, job_running
-from ssl_core.core.runtime import versions
-from ssl_core.workflows.train_request import TrainRequest
+from ssl_core.workflows.train_request import TrainRequest, create_training_run
 from ssl_core.store.atomic import atomic_write_json
 
 
@@ -45,8 +43,7 @@ def start(store: RunStore, request: TrainRequest) -> Run:
     """Create a run for `request` and train it in the background; returns at once. ValueError
     with `request.problems()` (the CLI's `train` refuses the same) before any folder exists."""
     config = request.config()
-    run = store.create(config, extra={"versions": versions(), "command": ["app"],
-                                      "kind": run_kind(config.method["name"])})
+    run = create_training_run(store, config, ["app"])
     _spawn(store, run, request.skip)
     return run
 

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
-from ssl_core.core.runtime import resolve_device
+from ssl_core.core.runtime import resolve_device, versions
 from ssl_core.data import DATASETS, dataset_reference
 from ssl_core.models.methods import check_compatible
-from ssl_core.models.methods.base import method_config
+from ssl_core.models.methods.base import method_config, run_kind
 from ssl_core.steps.readiness import POST_STEPS
+from ssl_core.store.run_store import RunStore
+from ssl_core.store.runs import Run
 
 
 @dataclass
@@ -140,3 +142,11 @@ def _skip_problems(skip: tuple[str, ...]) -> list[str]:
     if "embed" in skip and set(skip) != set(POST_STEPS):
         return ["the steps after training read the embeddings: keep 'embed' or skip them all"]
     return []
+
+
+def create_training_run(store: RunStore, config: RunConfig, command: list[str], **extra: Any) -> Run:
+    """The folder of a new training run, the one place that records with its config the library
+    versions, the command that made it and the run's kind (trained, or a baseline that never
+    trains); `extra` adds more (the device, the number of processes)."""
+    return store.create(config, extra={"versions": versions(), "command": list(command),
+                                       "kind": run_kind(config.method["name"]), **extra})
