@@ -2,5 +2,5 @@
 
 `config` (one dataclass per concern; the saved config.json is the whole truth), `registry`
 (named registries with errors that list the valid names) and `runtime` (the device a run uses,
-its numeric precision, seeding and the library versions recorded with it).
+its numeric precision and the library versions recorded with it).
 """

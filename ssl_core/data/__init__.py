@@ -1,6 +1,6 @@
 """Datasets: a registry of loaders, each turning a `DataConfig` into one `ImageSet`.
 
-`load_dataset(cfg)` is the only entry point the rest of the library uses. `cfg.dataset` is a
+`load_dataset(cfg)` is how the rest of the library gets a dataset. `cfg.dataset` is a
 registered name, or a path to a folder of the user's own images.
 
 Beside the datasets: the files a person brings to an import, read and checked (`user_files`:
