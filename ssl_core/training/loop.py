@@ -133,7 +133,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                method.after_step(step, total_steps)
+                method.after_step(step, total_steps, steps_per_epoch=steps_per_epoch)
                 step += 1
                 throughput.add(batch_size)
                 bar.update(1)

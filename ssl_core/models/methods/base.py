@@ -64,8 +64,10 @@ class Method(nn.Module):
         """Make this method's views on the device; return {"loss": scalar, other scalars}."""
         raise NotImplementedError
 
-    def after_step(self, step: int, total_steps: int) -> None:
-        """Momentum/EMA updates and schedules; called after each optimizer step."""
+    def after_step(self, step: int, total_steps: int, *, steps_per_epoch: int | None = None) -> None:
+        """Momentum/EMA updates and schedules; called after each optimizer step (`step` counts
+        from 0). `steps_per_epoch` is for schedules the papers state in epochs (DINO freezes its
+        last layer for the first epoch); None where the caller has no epochs (a test, one batch)."""
 
     def encode(self, images: Tensor) -> Tensor:
         """Normalized float images (B, 3, H, W) -> the representation (B, D)."""

@@ -148,7 +148,7 @@ class IJEPA(Method):
         return {"loss": ijepa_loss(pred, target.reshape(b * m, n, -1)),
                 "context_patches": torch.tensor(float(context_idx.shape[1]))}
 
-    def after_step(self, step: int, total_steps: int) -> None:
+    def after_step(self, step: int, total_steps: int, *, steps_per_epoch: int | None = None) -> None:
         # Cosine schedule from ema_start to ema_end (BYOL's; the paper's code raises it linearly),
         # read after the step just taken.
         m = cosine_momentum(step + 1, max(1, total_steps), self.cfg.ema_start, self.cfg.ema_end)

@@ -175,7 +175,7 @@ class MoCo(Method):
         enqueue(self.queue, self.queue_ptr, k, ids, self.queue_ids)
         return {"loss": loss}
 
-    def after_step(self, step: int, total_steps: int) -> None:
+    def after_step(self, step: int, total_steps: int, *, steps_per_epoch: int | None = None) -> None:
         m = self.cfg.momentum
         if self.cfg.momentum_cosine:
             m = cosine_momentum(step, total_steps, m)

@@ -89,7 +89,7 @@ class VAE(Method):
         loss, rec, kl = negative_elbo(self.decoder(z), x, mu, logvar, self.kl_weight)
         return {"loss": loss, "reconstruction": rec.detach(), "kl": kl.detach()}
 
-    def after_step(self, step: int, total_steps: int) -> None:
+    def after_step(self, step: int, total_steps: int, *, steps_per_epoch: int | None = None) -> None:
         if self.cfg.kl_warmup > 0:
             ramp = (step + 1) / max(1.0, self.cfg.kl_warmup * total_steps)
             self.kl_weight.fill_(self.cfg.beta * min(1.0, ramp))

@@ -9,7 +9,7 @@ import torch
 
 from ssl_core.models.methods import build_method
 from ssl_core.models.methods.byol import byol_loss
-from ssl_core.models.methods.momentum import cosine_momentum, ema_update
+from ssl_core.models.methods.momentum import base_for_share, cosine_momentum, ema_update, run_momentum
 
 
 def naive_byol_loss(p: torch.Tensor, z: torch.Tensor) -> float:
@@ -69,7 +69,7 @@ def test_target_gets_no_gradient_and_moves_by_ema():
             p.add_(torch.randn_like(p))
     before = [t.clone() for t in target]
     model.after_step(3, 10)
-    m = cosine_momentum(3, 10, 0.99)
+    m = run_momentum(3, 10, model.cfg.base_momentum, model.cfg.momentum_share_left)
     for old, t, o in zip(before, target, online):
         torch.testing.assert_close(t, m * old + (1 - m) * o)
 
@@ -81,3 +81,18 @@ def test_views_are_asymmetric_as_in_the_paper():
     assert (first.solarize_p, second.solarize_p) == (0.0, 0.2)
     images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     assert model.make_views(images).shape == (8, 3, 32, 32)
+
+
+def test_base_momentum_scales_with_the_run_length():
+    """The same share of the initial target is left halfway through a short run and a long one;
+    beyond the length where that base reaches the paper's, the paper's base is kept."""
+    shares = []
+    for total in (100, 1000):
+        base = base_for_share(total, 0.01, 0.5, 0.996)
+        momenta = [run_momentum(k, total, 0.996, 0.01) for k in range(total // 2)]
+        assert momenta[0] == pytest.approx(base) and base < 0.996
+        shares.append(math.prod(momenta))
+    assert shares == pytest.approx([0.01, 0.01], rel=1e-6)
+    assert base_for_share(100, 0.01) < base_for_share(1000, 0.01)  # a longer run moves its target slower
+    assert run_momentum(0, 100_000, 0.996, 0.01) == 0.996  # long runs: the paper's base
+    assert run_momentum(0, 100, 0.996, None) == 0.996  # no share: the fixed base

@@ -9,7 +9,7 @@ import torch
 
 from ssl_core.models.backbones import build_backbone
 from ssl_core.models.methods import build_method
-from ssl_core.models.methods.momentum import cosine_momentum
+from ssl_core.models.methods.momentum import run_momentum
 from ssl_core.models.methods.dino import dino_loss, encode_crop, update_center
 
 
@@ -126,7 +126,7 @@ def test_teacher_gets_no_gradient_and_moves_by_ema():
             p.add_(torch.randn_like(p))
     before = [t.clone() for t in teacher]
     model.after_step(4, 10)
-    m = cosine_momentum(4, 10, 0.996)
+    m = run_momentum(4, 10, 0.996, model.cfg.momentum_share_left)
     for old, t, s in zip(before, teacher, student):
         torch.testing.assert_close(t, m * old + (1 - m) * s)
 
@@ -154,3 +154,18 @@ def test_multi_crop_runs_on_a_cnn_and_a_vit():
     with torch.no_grad():
         torch.testing.assert_close(encode_crop(vit, full), vit(full))  # native size: unchanged
         assert encode_crop(vit, torch.randn(2, 3, 16, 16)).shape == (2, vit.out_dim)
+
+
+def test_last_layer_is_frozen_for_the_first_epoch():
+    """DINO's freeze_last_layer: no update of the last layer in the first epoch, then updates."""
+    model = _model(freeze_last_layer_epochs=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    start, history = model.head.last_layer.detach().clone(), []
+    for step in range(4):  # 3 steps per epoch: steps 0-2 frozen, step 3 not
+        model.training_step(_images(), None)["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        model.after_step(step, 12, steps_per_epoch=3)
+        history.append(torch.equal(model.head.last_layer, start))
+    assert history == [True, True, True, False]
+    assert not torch.equal(next(model.backbone.parameters()), next(_model().backbone.parameters()))  # the rest trains
