@@ -24,6 +24,7 @@ from ssl_core.data import ImageSet
 from ssl_core.steps.browsing import ExploreData, load_explore_data, run_dataset, run_images
 from ssl_core.steps.index import Search, load_search
 from ssl_core.store import files
+from ssl_core.store.reading import RunFileError, read_json
 from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
 from ssl_core.store.runs import Run
 
@@ -264,11 +265,9 @@ def map_html(run: Run) -> bytes:
 # -- the Evaluate page: eval.json, class names and the stored evaluations -------------------------
 @st.cache_data(max_entries=64, show_spinner=False)
 def _json(root: str, run_id: str, relative: str, stamp: Fingerprint):
-    import json
-
     try:
-        return json.loads((Path(root) / run_id / relative).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        return read_json(Path(root) / run_id / relative, relative)
+    except RunFileError:  # missing or unusable: the page shows it as not there yet
         return None
 
 

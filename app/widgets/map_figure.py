@@ -16,7 +16,7 @@ from plotly.colors import qualitative
 import streamlit as st
 
 from ssl_core.steps.browsing import ExploreData
-from ssl_core.analyses.export import plotly_text
+from ssl_core.analyses.export import hover_text, plotly_text
 
 # Above this many points the browser still draws a WebGL scatter, but the figure's JSON and
 # every rerun grow heavy; the map then shows a fixed sample. Search always uses every row.
@@ -63,7 +63,7 @@ def map_figure(data: ExploreData, colour_by: str = LABEL, rows: np.ndarray | Non
         raise ValueError(f"cannot colour by '{colour_by}'; choose one of {', '.join(colour_options(data))}")
     rows = display_rows(len(data.ids)) if rows is None else rows
     # Plotly reads these texts as HTML: ids, label names, factor names and levels are escaped.
-    hover = np.array([f"{plotly_text(data.ids[r])}<br>{plotly_text(data.label_name(r))}" for r in rows], dtype=object)
+    hover = np.array([hover_text(data.ids[r], data.label_name(r)) for r in rows], dtype=object)
     size = 7 if len(rows) <= 2_000 else 4 if len(rows) <= 20_000 else 3
     categories = _categories(data, colour_by)
 

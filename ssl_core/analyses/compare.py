@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from ssl_core.analyses.runner import JOB_FILE
+from ssl_core.analyses.stored import read_result
 from ssl_core.steps.embed import load_embeddings
 from ssl_core.steps.evaluate import linear_cka
 from ssl_core.steps.index import build_index
 from ssl_core.steps.projection import load_map
 from ssl_core.steps.readiness import comparable, embedded, refuse
 from ssl_core.store import files
+from ssl_core.store.reading import is_number
 from ssl_core.store.runs import Run
 
 
@@ -179,10 +181,6 @@ DIRECTION_NOTES = {
 }
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-
-
 # Top-level numbers of an analysis that describe its input, not the representation.
 SIZE_FIELDS = frozenset({"dim", "num_rows", "num_train", "num_test", "num_classes"})
 
@@ -195,22 +193,19 @@ def run_scores(run: Run) -> dict[str, float]:
     `kmeans_purity|nmi|ari` and `hdbscan_...`, and any other top-level number as `<analysis>_<key>`."""
     scores: dict[str, float] = {}
     for key, value in (run.read_eval() or {}).items():
-        if _is_number(value):
+        if is_number(value):
             scores[key] = value
-    speeds = [m["images_per_s"] for m in run.read_metrics() if _is_number(m.get("images_per_s"))]
+    speeds = [m["images_per_s"] for m in run.read_metrics() if is_number(m.get("images_per_s"))]
     if speeds:
         scores["images_per_s"] = round(float(np.mean(speeds)), 1)
     folder = run.analysis_dir
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         if path.name == JOB_FILE:  # the analysis job's progress (its pid, its fraction): no score
             continue
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # being rewritten or broken: the analysis page reports it
-        if not isinstance(result, dict):
-            continue
         name = path.stem
+        result = read_result(run, name)
+        if result is None:
+            continue  # being rewritten or broken: the analysis page reports it
         # The list-shaped results, one column per entry: fine-tuning modes, probe layers, factors.
         for key, entries, field, column in (("finetune", "modes", "top1", "finetune_{}_top1"),
                                             ("layers", "layers", "linear_top1", "layer_{}_top1"),
@@ -218,16 +213,16 @@ def run_scores(run: Run) -> dict[str, float]:
             if name == key:
                 for entry in result.get(entries) or []:
                     label = entry.get("mode" if key == "finetune" else "name") if isinstance(entry, dict) else None
-                    if label and _is_number(entry.get(field)):
+                    if label and is_number(entry.get(field)):
                         scores[column.format(label)] = entry[field]
         if name == "clusters":
             for algorithm in ("kmeans", "hdbscan"):
                 for measure in ("purity", "nmi", "ari"):
                     value = (result.get(algorithm) or {}).get(measure)
-                    if _is_number(value):
+                    if is_number(value):
                         scores[f"{algorithm}_{measure}"] = value
         for key, value in result.items():
-            if _is_number(value) and key not in SIZE_FIELDS:
+            if is_number(value) and key not in SIZE_FIELDS:
                 scores[f"{name}_{key}"] = value
     return scores
 
@@ -292,9 +287,9 @@ def training_curve(run: Run, key: str) -> tuple[list[float], list[float]]:
     lines without the key are skipped, and a line without an epoch is placed by its step."""
     epochs, values = [], []
     for record in run.read_metrics():
-        if _is_number(record.get(key)):
+        if is_number(record.get(key)):
             epoch = record.get("epoch", record.get("step"))
-            if _is_number(epoch):
+            if is_number(epoch):
                 epochs.append(float(epoch))
                 values.append(float(record[key]))
     return epochs, values

@@ -118,6 +118,11 @@ def plotly_text(value: Any) -> str:
     return html.escape(str(value), quote=False)
 
 
+def hover_text(row_id: str, label: str) -> str:
+    """A map point's hover text in Plotly markup: its id over its label name, both escaped."""
+    return f"{plotly_text(row_id)}<br>{plotly_text(label)}"
+
+
 def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: list[str], *, title: str = "",
                highlight: np.ndarray | None = None, height: int = 560):
     """A 2-D map as a Plotly WebGL scatter, one trace per label (its legend entry toggles it),
@@ -128,8 +133,7 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, names: list[str], ids: li
 
 
     labels = np.asarray(labels)
-    hover = np.array([f"{plotly_text(ids[r])}<br>{plotly_text(label_name(names, int(labels[r])))}"
-                      for r in range(len(ids))], dtype=object)
+    hover = np.array([hover_text(ids[r], label_name(names, int(labels[r]))) for r in range(len(ids))], dtype=object)
     size = 6 if len(ids) <= 2_000 else 4
     traces = []
     for i, label in enumerate(sorted(set(labels.tolist()), key=lambda v: (v < 0, v))):

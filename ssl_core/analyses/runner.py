@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
 from ssl_core.analyses.stored import result_path
 from ssl_core.store.atomic import atomic_write_json
-from ssl_core.store.processes import now_iso, process_alive, process_start_time
+from ssl_core.store.processes import now_iso, owner_alive, process_start_time
 from ssl_core.store.runs import Run
 from ssl_core.core.runtime import resolve_device
 
@@ -98,7 +98,7 @@ def read_job(run: Run) -> dict[str, Any] | None:
         return None
     if job.get("status") in ("running", "queued"):
         pid = job.get("pid")
-        if not isinstance(pid, int) or not process_alive(pid, job.get("pid_start")):
+        if not owner_alive(job):
             job["status"] = "failed"
             job["error"] = (f"the analysis process (pid {pid}) ended without finishing"
                             f"{' ' + repr(job['current']) if job.get('current') else ''}; "

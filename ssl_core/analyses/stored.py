@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ssl_core.store.atomic import atomic_write_arrays, atomic_write_json
+from ssl_core.store.reading import RunFileError, read_json
 from ssl_core.store.runs import Run
 
 
@@ -52,7 +53,7 @@ def load_stored(run: Run, name: str, what: str, *, per_row: tuple[str, ...]) -> 
 def read_result(run: Run, name: str) -> dict[str, Any] | None:
     """The stored summary of analysis `name`, or None when it is missing or unreadable."""
     try:
-        result = json.loads(result_path(run, name).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        result = read_json(result_path(run, name), f"analysis/{name}.json")
+    except RunFileError:  # missing, a folder, not UTF-8, not JSON: the analysis page says which
         return None
     return result if isinstance(result, dict) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 from pathlib import Path
 
 
@@ -36,6 +37,18 @@ def process_alive(pid: int, start_time: str | None = None) -> bool:
     if fields[0] == "Z":
         return False  # exited, not yet reaped by the process that started it
     return start_time is None or fields[19] == start_time
+
+
+def owner_alive(record: dict) -> bool:
+    """Whether the process a record names ({pid, pid_start, host}: a status, a lock, a job, a
+    staging folder) is alive. Another machine's process cannot be checked, so its record is
+    believed; a record without a pid names nobody."""
+    pid = record.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool):
+        return False
+    if record.get("host") not in (None, socket.gethostname()):
+        return True
+    return process_alive(pid, record.get("pid_start"))
 
 
 def now_iso() -> str:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from ssl_core.core.config import RunConfig
 from ssl_core.store.atomic import atomic_write_json
-from ssl_core.store.processes import now_iso, process_alive, process_start_time
+from ssl_core.store.processes import now_iso, owner_alive, process_start_time
 from ssl_core.store.reading import RunBusy, is_number, os_error_message
 from ssl_core.store.runs import (ENCODER_METHOD, IMPORTED_METHOD, RUN_ID_PATTERN, RUN_KINDS, Run, default_runs_dir,
                                  validate_run_id)
@@ -101,7 +101,7 @@ class RunStore:
         run = self.get(run_id)
         with run.lock("delete"):
             status = run.read_status() if run.status_path.is_file() else {}
-            if status.get("status") in ("running", "queued") and run._owner_alive(status):
+            if status.get("status") in ("running", "queued") and owner_alive(status):
                 raise RunBusy(f"cannot delete run {run.id}: it is {status['status']} (process "
                               f"{status.get('pid')}); cancel it first")
             trash = self.root / f".deleted-{run.id}-{secrets.token_hex(3)}"
@@ -160,9 +160,7 @@ def _abandoned(staging: Path) -> bool:
             return time.time() - staging.stat().st_mtime > STAGING_UNOWNED_SECONDS
         except OSError:
             return False
-    if owner.get("host") not in (None, socket.gethostname()):
-        return False  # another machine's process: we cannot tell, so leave it
-    return not process_alive(owner["pid"], owner.get("pid_start"))
+    return not owner_alive(owner)  # another machine's process cannot be checked: left alone
 
 
 def _new_run_id(config: RunConfig) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from ssl_core.core.config import RunConfig
 from ssl_core.store import files
 from ssl_core.store.atomic import FILE_MODE, atomic_write_bytes, atomic_write_json
-from ssl_core.store.processes import now_iso, process_alive, process_start_time
+from ssl_core.store.processes import now_iso, owner_alive, process_start_time
 from ssl_core.store.reading import NUMERIC_SCORES, RunBusy, RunFileError, is_number, os_error_message, read_json
 
 STATUSES = ("queued", "running", "finished", "failed", "interrupted")
@@ -137,19 +137,11 @@ class Run:
         if not isinstance(status, dict) or status.get("status") not in STATUSES:
             raise RunFileError(f"run {self.id}: status.json has no valid status (one of {', '.join(STATUSES)})")
         launched = status["status"] == "queued" and "pid" in status  # a job that never started
-        if (status["status"] == "running" or launched) and not self._owner_alive(status):
+        if (status["status"] == "running" or launched) and not owner_alive(status):
             status["status"] = "interrupted"
             status["error"] = (f"the training process (pid {status.get('pid')}) ended without a word; "
                                "resume continues from the last checkpoint")
         return status
-
-    def _owner_alive(self, status: dict[str, Any]) -> bool:
-        pid = status.get("pid")
-        if not isinstance(pid, int):
-            return False
-        if status.get("host") not in (None, socket.gethostname()):
-            return True  # another machine's process: we cannot tell, so believe the file
-        return process_alive(pid, status.get("pid_start"))
 
     def set_status(self, status: str, **fields: Any) -> None:
         if status not in STATUSES:
@@ -220,7 +212,7 @@ class Run:
     def truncate_metrics(self, after_step: int) -> None:
         """Drop metric lines logged past `after_step` (work lost since the checkpoint being
         resumed), so a resumed run's curve has no duplicated steps."""
-        kept = [r for r in self.read_metrics() if r.get("step", 0) <= after_step]
+        kept = [r for r in self.read_metrics() if not is_number(r.get("step")) or r["step"] <= after_step]
         atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
 
     def read_eval(self) -> dict[str, Any] | None:
@@ -297,11 +289,13 @@ class Run:
             holder = json.loads((self.path / LOCK_FILE).read_bytes().decode() or "null")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None
-        if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
-            return None
-        if holder.get("host") not in (None, socket.gethostname()):
-            return holder  # another machine's process: we cannot tell, so believe the file
-        return holder if process_alive(holder["pid"], holder.get("pid_start")) else None
+        return holder if isinstance(holder, dict) and owner_alive(holder) else None
+
+    def check_not_busy(self, purpose: str) -> None:
+        """RunBusy when another process holds the run's lock: for asking before starting a job
+        that would take it, so the refusal comes at the click, not in the job's log."""
+        if self.lock_holder() is not None:
+            raise RunBusy(self._busy_message(purpose))
 
     def _busy_message(self, purpose: str) -> str:
         holder = self.lock_holder() or {}
@@ -318,7 +312,7 @@ class Run:
             raise ValueError(f"run {self.id} has finished; there is nothing to resume "
                              "(start a new run to train longer)")
         owner = status.get("pid")
-        if status["status"] in ("running", "queued") and owner != os.getpid() and self._owner_alive(status):
+        if status["status"] in ("running", "queued") and owner != os.getpid() and owner_alive(status):
             raise RunBusy(f"run {self.id} is already {status['status']} (process {owner})")
         return status
 

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 
 from ssl_core.store import files
-from ssl_core.store.processes import process_alive
-from ssl_core.store.reading import RunBusy
+from ssl_core.store.processes import owner_alive
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from ssl_core.analyses.runner import JOB_FILE, LOG_FILE, check_names, job_lock, job_record, job_running
@@ -51,7 +50,7 @@ def start(store: RunStore, request: TrainRequest) -> Run:
 def resume(store: RunStore, run_id: str, *, skip: tuple[str, ...] = ()) -> Run:
     """Continue an interrupted or failed run from its last checkpoint, in the background."""
     run = store.get(run_id)
-    _refuse_if_busy(run, "resume")
+    run.check_not_busy("resume")
     run.check_resumable()  # the job checks both again under the run's lock
     _spawn(store, run, skip)
     return run
@@ -61,24 +60,11 @@ def cancel(store: RunStore, run_id: str) -> bool:
     """Ask a running job to stop: it checkpoints and marks itself interrupted. False if none ran."""
     run = store.get(run_id)
     status = run.read_status()
-    if status["status"] not in ("running", "queued") or not _alive(status):
+    if status["status"] not in ("running", "queued") or not owner_alive(status):
         return False
     os.kill(status["pid"], signal.SIGTERM)
     return True
 
-
-def _refuse_if_busy(run: Run, purpose: str) -> None:
-    """RunBusy when another process holds the run's lock: said here, at the click, rather than
-    in the log of a job that could not start."""
-    holder = run.lock_holder()
-    if holder is not None:
-        raise RunBusy(f"cannot {purpose} run {run.id}: process {holder.get('pid')} is using it "
-                      f"({holder.get('purpose', '?')} since {holder.get('since', '?')}); wait for it to end")
-
-
-def _alive(status: dict) -> bool:
-    pid = status.get("pid")
-    return isinstance(pid, int) and process_alive(pid, status.get("pid_start"))
 
 
 def start_analysis(store: RunStore, run_id: str, names: list[str] | None = None, *, recompute: bool = False,
@@ -86,7 +72,7 @@ def start_analysis(store: RunStore, run_id: str, names: list[str] | None = None,
     """Run `ssl-explorer analyze RUN_ID` in the background (its output in analysis/job.log);
     returns its pid at once. Refuses while an analysis job of this run is running."""
     run = store.get(run_id)
-    _refuse_if_busy(run, "analyse")
+    run.check_not_busy("analyse")
     args = [sys.executable, "-m", "ssl_core.cli", "analyze", run.id, "--runs-dir", str(store.root),
             "--device", device, "--no-progress"]
     if names:

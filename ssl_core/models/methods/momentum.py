@@ -42,9 +42,7 @@ def cosine_momentum(step: int, total_steps: int, base: float, end: float = 1.0) 
 def share_left(base: float, total_steps: int, steps: int) -> float:
     """The share of the initial target still in it after `steps` steps of the cosine schedule from
     `base` to 1 over `total_steps`: the product of those steps' momenta."""
-    progress = (torch.arange(steps, dtype=torch.float64) / max(total_steps, 1)).clamp(0, 1)
-    momenta = 1 - (1 - base) * (torch.cos(math.pi * progress) + 1) / 2
-    return float(momenta.prod())
+    return math.prod(cosine_momentum(k, total_steps, base) for k in range(steps))
 
 
 @functools.lru_cache(maxsize=64)
