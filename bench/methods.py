@@ -32,7 +32,7 @@ import torch
 
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.steps.embed import embed_run, load_embeddings
-from ssl_core.steps.evaluate import effective_rank, evaluate_run
+from ssl_core.steps.evaluate import effective_rank, evaluate_run, weighted_knn
 from ssl_core.models.methods import METHODS
 from ssl_core.store.run_store import RunStore
 from ssl_core.training.loop import train
@@ -40,25 +40,38 @@ from ssl_core.training.loop import train
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def backbone_for(method: str) -> str:
+def backbone_for(method: str, preferred: str = "convnet") -> str:
+    """`preferred` where the method trains it, else its first backbone (MAE, I-JEPA: a ViT)."""
     supported = METHODS.get(method).backbones
-    return "convnet" if "convnet" in supported else supported[0]
+    return preferred if preferred in supported else supported[0]
 
 
-def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore) -> dict:
+def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore, *, settings: dict | None = None,
+              train_settings: dict | None = None, data_settings: dict | None = None) -> dict:
+    """Train one row from scratch, embed it and score it. `settings` override the method's
+    Config, `train_settings` and `data_settings` the run's TrainConfig and DataConfig (the recipe
+    sweep, bench/recipes.py, varies these)."""
+    train_cfg = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+                 "seed": 0, "knn_every": 0, "checkpoint_every": 10**9, "log_every": 10, **(train_settings or {})}
     config = RunConfig(
-        data=DataConfig(dataset=dataset, train_size=args.train_size, test_size=args.test_size),
-        backbone=BackboneConfig(backbone), method={"name": method},
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device="cpu",
-                          seed=0, knn_every=0, checkpoint_every=10**9, log_every=10))
+        data=DataConfig(dataset=dataset, train_size=args.train_size, test_size=args.test_size, **(data_settings or {})),
+        backbone=BackboneConfig(backbone), method={"name": method, **(settings or {})},
+        train=TrainConfig(**train_cfg))
     run = store.create(config)
     started = time.perf_counter()
     train(run, progress=False)
     seconds = time.perf_counter() - started
     status = run.read_status()
-    embed_run(run, device="cpu", progress=False)
-    scores = evaluate_run(run)
-    images = status["total_steps"] * min(args.batch_size, scores["num_train"])
+    embed_run(run, device=args.device, progress=False)
+    if getattr(args, "knn_only", False):  # large runs: the linear probes would take minutes on the CPU
+        train_x, train_y, _ = load_embeddings(run, "train")
+        test_x, test_y, _ = load_embeddings(run, "test")
+        classes = int(max(train_y.max(), test_y.max())) + 1
+        scores = {"knn_top1": round(weighted_knn(train_x, train_y, test_x, test_y, num_classes=classes, k=20), 4),
+                  "linear_top1": None, "num_train": len(train_x)}
+    else:
+        scores = evaluate_run(run)
+    images = status["total_steps"] * min(train_cfg["batch_size"], scores["num_train"])
     # Evidence for a row that does not beat random init: did the loss fall, did the embedding
     # collapse (effective rank, Roy & Vetterli 2007, as RankMe uses it)?
     losses = [m["loss"] for m in run.read_metrics() if "loss" in m]
@@ -84,11 +97,13 @@ def cpu_name() -> str:
 def write_table(rows: list[dict], args) -> None:
     threads = args.threads or torch.get_num_threads()
     parallel = f", {args.jobs} rows at a time, each pinned to its own {threads} cores" if args.jobs > 1 else ""
-    lines = [f"# Methods on CPU: same budget for every method",
+    where = "GPU" if args.device.startswith("cuda") else "CPU"
+    hardware = torch.cuda.get_device_name() if where == "GPU" else cpu_name()
+    lines = [f"# Methods on {where}: same budget for every method",
              "",
              f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr}, {args.train_size} train / "
              f"{args.test_size} test images at 32 px, seed 0; {threads} CPU threads per row{parallel}; "
-             f"torch {torch.__version__}, {cpu_name()}.",
+             f"torch {torch.__version__}, {hardware}.",
              f"Command: `python bench/methods.py {' '.join(args.argv)}`".rstrip(),
              "",
              "",
@@ -101,9 +116,10 @@ def write_table(rows: list[dict], args) -> None:
         ips = f"{r['images_per_s']:.0f}" if r["images_per_s"] else "-"
         loss = f"{r['loss_first']:.3g} → {r['loss_last']:.3g}" if r.get("loss_first") is not None else "-"
         rank = f"{r['effective_rank']:.0f} / {r['embedding_dim']}" if r.get("effective_rank") is not None else "-"
+        linear = f"{r['linear_top1']:.3f}" if r["linear_top1"] is not None else "-"
         lines.append(f"| {r['dataset']} | {r['method']} | {r['family']} | {r['backbone']} | {r['knn_top1']:.3f} | "
-                     f"{r['linear_top1']:.3f} | {r['seconds']:.0f} | {ips} | {loss} | {rank} |")
-    (RESULTS / "methods_cpu.md").write_text("\n".join(lines) + "\n")
+                     f"{linear} | {r['seconds']:.0f} | {ips} | {loss} | {rank} |")
+    (RESULTS / f"{args.output}.md").write_text("\n".join(lines) + "\n")
 
 
 def run_in_subprocess(job: tuple[str, str, str], cores: str, args) -> dict:
@@ -112,7 +128,7 @@ def run_in_subprocess(job: tuple[str, str, str], cores: str, args) -> dict:
     cmd = ["taskset", "-c", cores, sys.executable, str(Path(__file__).resolve()), "--one",
            f"{method}:{backbone}:{dataset}", "--threads", str(args.threads), "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--train-size", str(args.train_size),
-           "--test-size", str(args.test_size)]
+           "--test-size", str(args.test_size), "--device", args.device] + (["--knn-only"] if args.knn_only else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{job} failed:\n{out.stderr[-3000:]}")
@@ -128,6 +144,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU table")
+    parser.add_argument("--backbone", default="convnet", help="for every method that trains it (else its own)")
+    parser.add_argument("--knn-only", action="store_true", help="skip the linear probes (large train sets)")
+    parser.add_argument("--output", default=None, help="results name under bench/results (default methods_cpu "
+                        "or methods_gpu)")
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows")
     parser.add_argument("--jobs", type=int, default=1, help="rows trained at once, each in its own pinned process")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per row (0: torch's default)")
@@ -135,6 +156,7 @@ def main() -> None:
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # METHOD:BACKBONE:DATASET, worker mode
     args = parser.parse_args()
     args.argv = sys.argv[1:]
+    args.output = args.output or ("methods_gpu" if args.device.startswith("cuda") else "methods_cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
@@ -144,13 +166,18 @@ def main() -> None:
         return
     methods = METHODS.names() if args.methods == "all" else args.methods.split(",")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "methods_cpu.json"
+    out = RESULTS / f"{args.output}.json"
     rows = [] if args.fresh or not out.exists() else json.loads(out.read_text())
     done = {(r["method"], r["backbone"], r["dataset"]) for r in rows}
-    jobs = [(m, backbone_for(m)) for m in methods]
-    if any(b == "vit_tiny" for _, b in jobs) and "random" in methods:
+    jobs = [(m, backbone_for(m, args.backbone)) for m in methods]
+    if any(b == "vit_tiny" for _, b in jobs) and "random" in methods and args.backbone != "vit_tiny":
         jobs.append(("random", "vit_tiny"))  # the floor for ViT-only methods
     todo = [(m, b, d) for d in args.datasets.split(",") for m, b in jobs if (m, b, d) not in done]
+    for m, b, d in list(todo):  # a pair that cannot learn by construction gets no row, only its reason
+        reason = METHODS.get(m).cannot_learn(DataConfig(dataset=d))
+        if reason:
+            print(f"skipped {m} on {d}: {reason}", file=sys.stderr)
+            todo.remove((m, b, d))
 
     def record(row: dict) -> None:
         print(json.dumps(row), flush=True)

@@ -21,6 +21,9 @@ class DataConfig:
     train_size: int | None = None  # None: the dataset's own default (shapes: 20,000)
     test_size: int | None = None  # None: the dataset's own default (shapes: 5,000)
     seed: int = 0  # generates `shapes` and draws train/test splits; fixed apart from the run seed
+    # `shapes` only: each shape turns uniformly all the way round (360), or within +-half this
+    # many degrees of upright; rotation prediction can only learn where "up" means something.
+    max_rotation: float = 360.0
     data_dir: str | None = None  # cache for online sets; None: $SSL_EXPLORER_DATA or ~/.cache
     download: bool = False  # online sets download only when this is set
     # Folders only. "memory": decode every image into RAM once (fastest per epoch); "stream": keep
@@ -33,6 +36,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.load not in DATA_LOADS:
             raise ValueError(f"unknown data load '{self.load}'; known: {', '.join(DATA_LOADS)}")
+        if not 0 <= self.max_rotation <= 360:
+            raise ValueError(f"max_rotation must be between 0 and 360 degrees; got {self.max_rotation}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be 0 or more; got {self.workers}")
 

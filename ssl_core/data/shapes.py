@@ -139,8 +139,11 @@ BACKGROUNDS = ("plain", "stripes", "checker", "noise", "gradient")
 # --- Random draws ---------------------------------------------------------------------------
 
 
-def draw_scenes(n: int, seed_seq: np.random.SeedSequence) -> dict[str, np.ndarray]:
+def draw_scenes(n: int, seed_seq: np.random.SeedSequence, max_rotation: float = 360.0) -> dict[str, np.ndarray]:
     """Draw every random choice for n images: labels and factors, arrays of length n.
+
+    Shapes turn uniformly all the way round; with `max_rotation` under 360 degrees they turn
+    within +-max_rotation / 2 of upright instead (rotation prediction needs an "up").
 
     Both draws fill arrays row by row, so the first k images are the same whatever n is.
     """
@@ -158,7 +161,7 @@ def draw_scenes(n: int, seed_seq: np.random.SeedSequence) -> dict[str, np.ndarra
         "label": labels,
         "color_hue": hue,
         "scale": scale,
-        "rotation": 360.0 * u[2],
+        "rotation": 360.0 * u[2] if max_rotation >= 360 else np.mod(max_rotation * (u[2] - 0.5), 360.0),
         "pos_x": margin + (1 - 2 * margin) * u[3],
         "pos_y": margin + (1 - 2 * margin) * u[4],
         "background": np.minimum((u[5] * len(BACKGROUNDS)).astype(np.int64), len(BACKGROUNDS) - 1),
@@ -299,7 +302,7 @@ def shape_masks(cfg: DataConfig) -> np.ndarray:
     masks = []
     for split_seq, size in zip(np.random.SeedSequence(cfg.seed).spawn(2), _split_sizes(cfg).values()):
         scene_seq, _ = split_seq.spawn(2)
-        masks.append(scene_masks(draw_scenes(size, scene_seq), cfg.resolution))
+        masks.append(scene_masks(draw_scenes(size, scene_seq, cfg.max_rotation), cfg.resolution))
     return np.concatenate(masks)
 
 
@@ -316,7 +319,7 @@ def load_shapes(cfg: DataConfig) -> ImageSet:
     images, scenes = [], []
     for split_seq, size in zip(np.random.SeedSequence(cfg.seed).spawn(2), sizes.values()):
         scene_seq, noise_seq = split_seq.spawn(2)
-        scenes.append(draw_scenes(size, scene_seq))
+        scenes.append(draw_scenes(size, scene_seq, cfg.max_rotation))
         images.append(render(scenes[-1], cfg.resolution, noise_seq))
 
     n_train, n_test = sizes["train"], sizes["test"]

@@ -20,7 +20,7 @@ from typing import Any
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.core.runtime import resolve_device, versions
 from ssl_core.data import DATASETS, dataset_reference
-from ssl_core.models.methods import check_compatible
+from ssl_core.models.methods import METHODS, check_compatible
 from ssl_core.models.methods.base import method_config, run_kind
 from ssl_core.steps.readiness import POST_STEPS
 from ssl_core.store.run_store import RunStore
@@ -46,6 +46,9 @@ class TrainRequest:
         data = _overridden(DataConfig, self.data, found)
         if data is not None:
             found += _data_problems(data)
+            if self.method in METHODS and dataset is None:
+                reason = METHODS.get(self.method).cannot_learn(dataclasses.replace(data, dataset=self.dataset))
+                found += [reason] if reason else []
         train = _overridden(TrainConfig, self.train, found)
         if train is not None:
             found += _train_problems(train)

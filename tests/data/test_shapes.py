@@ -146,3 +146,15 @@ def test_shapes_alone_are_easy_to_tell_apart():
     y = scenes["label"]
     accuracy = nearest_centroid_accuracy(x[:900], y[:900], x[900:], y[900:], len(S.CLASS_NAMES))
     assert accuracy > 0.35
+
+
+def test_max_rotation_keeps_shapes_near_upright_and_leaves_everything_else():
+    upright, turned = load_dataset(small(max_rotation=30)), load_dataset(small())
+    signed = (upright.factors["rotation"] + 180) % 360 - 180  # degrees from upright, in [-180, 180)
+    assert (np.abs(signed) <= 15).all() and np.abs(signed).max() > 10
+    assert turned.factors["rotation"].max() > 300  # the default still turns all the way round
+    for factor in ("color_hue", "scale", "pos_x", "pos_y", "background"):
+        np.testing.assert_array_equal(upright.factors[factor], turned.factors[factor])
+    assert torch.equal(upright.labels, turned.labels) and not torch.equal(upright.images, turned.images)
+    with pytest.raises(ValueError, match="max_rotation must be between 0 and 360"):
+        small(max_rotation=400)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ssl_core.models import augment
 from ssl_core.models.backbones import BACKBONES, Backbone, build_backbone
+from ssl_core.core.config import DataConfig
 from ssl_core.core.registry import Registry
 
 ALL_BACKBONES = ("convnet", "resnet18", "vit_tiny", "vit_mini")
@@ -59,6 +60,13 @@ class Method(nn.Module):
         # and an uploaded image is normalized exactly as the training images were.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @classmethod
+    def cannot_learn(cls, data: DataConfig) -> str | None:
+        """Why this method cannot learn anything from this data by construction (a sentence for
+        the user, with what to do instead), or None. Asked before a run is created, so that no
+        run shows a score that only looks like a result."""
+        return None
 
     def training_step(self, images_u8: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
         """Make this method's views on the device; return {"loss": scalar, other scalars}."""

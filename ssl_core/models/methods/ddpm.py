@@ -58,6 +58,9 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+UNET_BLOCKS = ("down1", "down2", "down3", "mid1", "mid2")
+
+
 class UNet(nn.Module):
     """Noisy image (B, 3, R, R) and timesteps (B,) -> predicted noise (B, 3, R, R).
 
@@ -80,6 +83,7 @@ class UNet(nn.Module):
                                         ResBlock(2 * w1, w1, time_dim))
         self.out = nn.Sequential(nn.GroupNorm(8, w1), nn.SiLU(), nn.Conv2d(w1, 3, 3, padding=1))
         self.bottleneck_dim = w3
+        self.block_dims = {"down1": w1, "down2": w2, "down3": w3, "mid1": w3, "mid2": w3}
 
     def _down(self, x: Tensor, t: Tensor) -> tuple[Tensor, ...]:
         temb = self.time_mlp(timestep_embedding(t, self.time_dim))
@@ -95,6 +99,18 @@ class UNet(nn.Module):
         u = self.up2(torch.cat((up(u), h2), dim=1), temb)
         u = self.up1(torch.cat((up(u), h1), dim=1), temb)
         return self.out(u)
+
+    def features(self, x: Tensor, t: Tensor, block: str = "mid2") -> Tensor:
+        """One block's output on the way to the bottleneck, (B, C, H, W), computing no block after it."""
+        temb = self.time_mlp(timestep_embedding(t, self.time_dim))
+        h = self.stem(x)
+        for name, pool, module in (("down1", None, self.down1), ("down2", self.pool1, self.down2),
+                                   ("down3", self.pool2, self.down3), ("mid1", None, self.mid1),
+                                   ("mid2", None, self.mid2)):
+            h = module(pool(h) if pool is not None else h, temb)
+            if name == block:
+                return h
+        raise ValueError(f"unknown UNet block '{block}'; known: {', '.join(UNET_BLOCKS)}")
 
     def bottleneck(self, x: Tensor, t: Tensor) -> Tensor:
         """The output of the two middle ResBlocks, (B, 4w, R/4, R/4); skips the up path."""
@@ -134,6 +150,8 @@ class DDPMConfig(MethodConfig):
     # separable features (Xiang et al. 2023 found small t best); t=100 keeps ~95% of the signal.
     encode_t: int = 100
     encode_noise_seed: int = 0  # the one fixed noise image every encoded image gets
+    # The UNet block `encode` pools: down1, down2, down3 (R, R/2, R/4), mid1 or mid2 (the bottleneck).
+    encode_block: str = "mid2"
     views: dict = dataclasses.field(default_factory=lambda: {  # flips only, as the paper on CIFAR-10
         "crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), "jitter_p": 0.0, "grayscale_p": 0.0})
 
@@ -152,6 +170,8 @@ class DDPM(Method):
 
     def __init__(self, backbone, cfg: DDPMConfig, **kwargs):
         super().__init__(backbone, cfg, **kwargs)
+        if cfg.encode_block not in UNET_BLOCKS:
+            raise ValueError(f"unknown encode_block '{cfg.encode_block}'; known: {', '.join(UNET_BLOCKS)}")
         if not 0 <= cfg.encode_t < cfg.timesteps:
             raise ValueError(f"encode_t must be in [0, {cfg.timesteps}); got {cfg.encode_t}")
         if self.resolution % 4:
@@ -179,13 +199,14 @@ class DDPM(Method):
         return add_noise(images, self.encode_noise.expand_as(images), t, self.alpha_bars), t
 
     def encode(self, images: Tensor) -> Tensor:
-        """The UNet bottleneck (after the two middle ResBlocks, R/4 x R/4 x 4w), averaged over
-        space, for the image noised to `encode_t` with the fixed noise."""
-        return self.unet.bottleneck(*self._noised(images)).mean(dim=(2, 3))
+        """The output of UNet block `encode_block` (by default the bottleneck after the two middle
+        ResBlocks, R/4 x R/4 x 4w), averaged over space, for the image noised to `encode_t` with
+        the fixed noise."""
+        return self.unet.features(*self._noised(images), self.cfg.encode_block).mean(dim=(2, 3))
 
     @property
     def embedding_dim(self) -> int:
-        return self.unet.bottleneck_dim
+        return self.unet.block_dims[self.cfg.encode_block]
 
     # The analyses read the UNet that embeds, never the convnet the registry passed (untrained).
     def representation_module(self) -> nn.Module:

@@ -64,12 +64,16 @@ def sample_masks(batch: int, grid: int, device: torch.device, num_targets: int =
     return scores.topk(k, dim=1).indices.sort(dim=1).values, targets
 
 
-def ijepa_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error between predicted and target token features (the paper's L2).
-    pred, target: (B, N, D) -> scalar."""
+def ijepa_loss(pred: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
+    """Regression of predicted on target token features: "mse" (the paper's L2) or "smooth_l1"
+    (what the official code, facebookresearch/ijepa, trains with). pred, target: (B, N, D) -> scalar."""
     if pred.shape != target.shape or pred.ndim != 3:
         raise ValueError(f"pred and target must both be (B, N, D); "
                          f"got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(pred.float(), target.float())
+    if kind != "mse":
+        raise ValueError(f"unknown I-JEPA loss '{kind}'; known: mse, smooth_l1")
     return F.mse_loss(pred.float(), target.float())
 
 
@@ -108,6 +112,7 @@ class IJEPAConfig(MethodConfig):
     predictor_heads: int = 3
     ema_start: float = 0.996  # target encoder momentum, raised toward ema_end over training
     ema_end: float = 1.0
+    loss: str = "mse"  # mse (the paper) | smooth_l1 (the official code)
     # Crops only: I-JEPA uses no hand-made view augmentation beyond resized crops (0.3-1.0).
     views: dict = dataclasses.field(default_factory=lambda: {
         "crop_scale": (0.3, 1.0), "flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0})
@@ -145,7 +150,7 @@ class IJEPA(Method):
         # One predictor pass per target block, all blocks batched: (B*M, K + N) tokens.
         rep = lambda t: t.repeat_interleave(m, dim=0)  # noqa: E731
         pred = self.predictor(rep(context), rep(context_idx), target_idx.reshape(b * m, n))
-        return {"loss": ijepa_loss(pred, target.reshape(b * m, n, -1)),
+        return {"loss": ijepa_loss(pred, target.reshape(b * m, n, -1), cfg.loss),
                 "context_patches": torch.tensor(float(context_idx.shape[1]))}
 
     def after_step(self, step: int, total_steps: int, *, steps_per_epoch: int | None = None) -> None:

@@ -6,9 +6,11 @@ canonical orientation (where the top of a shape is, which way the light falls). 
 shown in all four rotations in the same batch, which the paper found better than one random
 rotation per image.
 
-It needs data with a canonical orientation (digits, photographs). On `shapes` it cannot learn:
-shapes and textures are drawn at uniformly random angles, so the four rotations of an image are
-equally likely images and the best possible classifier is at chance (the loss stays at ln 4).
+It needs data with a canonical orientation (digits, photographs). On `shapes` as drawn by default
+it cannot learn: shapes and textures turn by uniformly random angles, so the four rotations of an
+image are equally likely images and the best possible classifier is at chance (the loss stays at
+ln 4). Such runs are refused (`cannot_learn`); `shapes` with `max_rotation` of 90 degrees or less
+keeps the four rotations apart.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ssl_core.core.config import DataConfig
 from ssl_core.models import augment
 from ssl_core.models.methods.base import Method, MethodConfig, register_method
 from ssl_core.models.methods.heads import mlp
@@ -65,6 +68,15 @@ class Rotation(Method):
     family = "pretext"
     description = "predict which of 4 rotations (0/90/180/270 degrees) was applied (Gidaris et al. 2018)"
     Config = RotationConfig
+
+    @classmethod
+    def cannot_learn(cls, data: DataConfig) -> str | None:
+        if data.dataset == "shapes" and data.max_rotation > 90:
+            return (f"rotation prediction cannot learn `shapes` drawn at any angle up to {data.max_rotation:g} "
+                    "degrees: each image's four rotations are equally likely images, so no network can tell "
+                    "them apart. Draw the shapes near upright instead (data setting max_rotation=30), or "
+                    "choose a dataset whose images have an up (digits, photographs)")
+        return None
 
     def __init__(self, backbone, cfg: RotationConfig, **kwargs):
         super().__init__(backbone, cfg, **kwargs)

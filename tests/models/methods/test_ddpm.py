@@ -74,3 +74,19 @@ def test_the_unet_predicts_noise_and_is_what_trains(method):
     method.training_step(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8), None)["loss"].backward()
     assert method.unet.stem.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in method.backbone.parameters())  # the given backbone is unused
+
+
+@pytest.mark.parametrize("block", ["down1", "down2", "down3", "mid1", "mid2"])
+def test_encode_block_pools_that_block_of_the_layer_probe(block):
+    torch.manual_seed(0)
+    method = build_method({"name": "ddpm", "width": 16, "encode_block": block}, "convnet", resolution=32,
+                          num_classes=2).eval()
+    x = torch.randn(2, 3, 32, 32)
+    embedded = method.encode(x)
+    assert embedded.shape == (2, method.embedding_dim)
+    torch.testing.assert_close(embedded, method.probe_layers(x)[block])
+
+
+def test_an_unknown_encode_block_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="down1, down2, down3, mid1, mid2"):
+        build_method({"name": "ddpm", "encode_block": "up1"}, "convnet", resolution=32, num_classes=2)

@@ -59,6 +59,14 @@ def test_loss_is_the_mean_squared_error():
         ijepa_loss(pred, target[:, :2])
 
 
+def test_smooth_l1_is_quadratic_near_the_target_and_linear_far_from_it():
+    target = torch.zeros(1, 1, 2)
+    pred = torch.tensor([[[0.5, 3.0]]])  # |d| < 1: d^2 / 2; |d| >= 1: |d| - 1/2
+    assert ijepa_loss(pred, target, "smooth_l1").item() == pytest.approx((0.125 + 2.5) / 2)
+    with pytest.raises(ValueError, match="mse, smooth_l1"):
+        ijepa_loss(pred, target, "l3")
+
+
 def small_ijepa() -> IJEPA:
     """I-JEPA over vit_tiny's class at a fraction of its size (8x8 grid of 4-px patches)."""
     torch.manual_seed(0)

@@ -42,3 +42,16 @@ def test_rejects_bad_arguments():
         nt_xent(torch.randn(2, 3), torch.randn(2, 3), 0.0)
     with pytest.raises(ValueError, match=r"\(B, D\)"):
         nt_xent(torch.randn(2, 3), torch.randn(3, 3), 0.5)
+
+
+def test_the_head_ends_in_batch_norm_only_when_asked():
+    from ssl_core.models.methods import build_method
+
+    plain = build_method({"name": "simclr"}, "convnet", resolution=32, num_classes=2).projector
+    normed = build_method({"name": "simclr", "proj_last_batch_norm": True}, "convnet", resolution=32,
+                          num_classes=2).projector
+    assert isinstance(plain[-1], torch.nn.Linear) and plain[-1].bias is not None
+    assert isinstance(normed[-1], torch.nn.BatchNorm1d) and normed[-2].bias is None
+    normed.train()
+    z = normed(torch.randn(16, 256))
+    torch.testing.assert_close(z.mean(0), torch.zeros(128), atol=1e-5, rtol=0)  # batch statistics
