@@ -31,6 +31,7 @@ class TrainChoices:
     resolution: int = 32
     train_size: int | None = None  # None: the dataset's default
     test_size: int | None = None
+    max_rotation: float = 360.0  # shapes only (DataConfig.max_rotation)
     after_training: tuple[str, ...] = field(default=POST_STEPS)  # steps the job runs after training
 
     @property
@@ -41,7 +42,8 @@ class TrainChoices:
         return TrainRequest(
             method=self.method, backbone=self.backbone, dataset=self.dataset,
             data={"resolution": self.resolution, "train_size": self.train_size, "test_size": self.test_size,
-                  "download": self.download, "load": self.load},
+                  "download": self.download, "load": self.load,
+                  **({"max_rotation": self.max_rotation} if self.dataset == "shapes" else {})},
             train={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
                    "device": self.device},
             skip=self.skip)

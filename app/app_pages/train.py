@@ -61,6 +61,11 @@ with st.container(border=True):
         else:
             doc = (DATASETS.get(choice).__doc__ or "").strip().splitlines()
             st.caption(doc[0] if doc else "")
+        max_rotation = 360.0
+        if choice == "shapes":
+            max_rotation = st.slider("Shape rotation (degrees)", 0, 360, 360, step=10, key="train_max_rotation",
+                                     help="360: shapes turn to any angle; less keeps them within half of it "
+                                          "either side of upright (rotation prediction needs an up: 30)")
     with right:
         a, b = st.columns(2)
         epochs = a.number_input("Epochs", min_value=1, value=defaults.epochs, key="train_epochs")
@@ -86,7 +91,8 @@ with st.container(border=True):
         method=method, backbone=backbone, dataset=dataset or "", download=download, load=load, epochs=int(epochs),
         batch_size=int(batch_size), lr=float(lr), seed=int(seed), device=device, resolution=int(resolution),
         train_size=None if train_size is None else int(train_size),
-        test_size=None if test_size is None else int(test_size), after_training=tuple(after))
+        test_size=None if test_size is None else int(test_size), max_rotation=float(max_rotation),
+        after_training=tuple(after))
     request = choices.request()
     problems = request.problems()  # the check `ssl-explorer train` makes, with the same sentences
     for problem in problems:

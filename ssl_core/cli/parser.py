@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-size", type=int, help="number of train images (default: the dataset's)")
     t.add_argument("--test-size", type=int, help="number of test images (default: the dataset's)")
     t.add_argument("--data-seed", type=int, help="seed of generated data and splits (default 0)")
+    t.add_argument("--max-rotation", type=float, metavar="DEGREES",
+                   help="shapes: turn each shape within +-half this of upright (default 360: any angle)")
     t.add_argument("--data-dir", help="cache of online datasets (default $SSL_EXPLORER_DATA)")
     t.add_argument("--download", action="store_true", help="download an online dataset if absent")
     t.add_argument("--load", choices=("auto", "memory", "stream"),

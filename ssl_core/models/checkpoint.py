@@ -80,7 +80,7 @@ def load_method(run: Run, device: torch.device | str = "cpu") -> Method:
     config = run.config
     state = load_checkpoint(run, device, keys=("method", "num_classes"))
     method = build_method(config.method, config.backbone.name, resolution=config.data.resolution,
-                          num_classes=state["num_classes"])
+                          num_classes=state["num_classes"], stored=True)
     load_state(run, method, state["method"])
     return method.to(device).eval()
 

@@ -47,7 +47,7 @@ def ids(split: str) -> str:
 
 # (path inside the run folder, written by, what it holds)
 RUN_FILES: tuple[tuple[str, str, str], ...] = (
-    (CONFIG, "train / import / encode", "the whole RunConfig, library versions and device"),
+    (CONFIG, "train / import / encode", "the whole RunConfig (every method setting, stored as training starts), library versions and device"),
     (STATUS, "every step", "queued | running | finished | failed | interrupted, pid, stage, error"),
     (LOCK, "the process that has the run", "held (flock) while it trains, post-processes or analyses"),
     (METRICS, "train", "one JSON object per logged step or check"),

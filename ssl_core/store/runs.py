@@ -110,6 +110,13 @@ class Run:
             raise RunFileError(f"run {self.id}: config.json must hold a JSON object")
         return raw
 
+    def store_method_settings(self, method: dict[str, Any]) -> None:
+        """Replace config.json's method entry (its name and overrides) with every setting the
+        method trains with, as the run starts: a default changed later leaves this run as it was."""
+        raw = self.read_config_dict()
+        if raw.get("method") != method:
+            atomic_write_json(self.config_path, {**raw, "method": method})
+
     @property
     def config(self) -> RunConfig:
         try:

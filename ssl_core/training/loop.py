@@ -36,6 +36,7 @@ from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.files import UnreadableImage
 from ssl_core.models.checkpoint import CorruptCheckpoint, load_checkpoint, load_state, save_checkpoint
 from ssl_core.models.methods import METHODS, Method, build_method
+from ssl_core.models.methods.base import resolved_settings
 from ssl_core.store.runs import Run
 from ssl_core.training import distributed
 from ssl_core.training.batching import (StreamedTrainImages, batch_plan, channel_stats, step_seed, train_digest,
@@ -72,7 +73,10 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     status = _Status(run, ctx, resume)
 
     status.set("running", stage="load")
-    data, method = _load(run, config, ctx, device, status)
+    resuming = resume and run.checkpoint_path.exists()
+    data, method = _load(run, config, ctx, device, status, stored=resuming)
+    if not resuming and ctx.is_main:
+        run.store_method_settings(resolved_settings(config.method))
     train_data = train_images(data, device)
     n = len(train_data)
     batch_size = min(tc.batch_size, n)
@@ -197,7 +201,7 @@ class _Status:
 
 
 def _load(run: Run, config: RunConfig, ctx: distributed.Context, device: torch.device,
-          status: _Status) -> tuple[ImageSet, Method]:
+          status: _Status, *, stored: bool) -> tuple[ImageSet, Method]:
     """The run's data and its method, built fresh, once the request is checked against the data.
     Nothing is trained yet, so nothing can be lost: a signal while loading stops at once."""
     tc = config.train
@@ -218,7 +222,7 @@ def _load(run: Run, config: RunConfig, ctx: distributed.Context, device: torch.d
             if tc.batch_size % ctx.world_size:
                 raise ValueError(f"batch size {tc.batch_size} does not split over {ctx.world_size} processes; "
                                  f"pick a multiple of {ctx.world_size}")
-            method = build_for_run(config, data, device)
+            method = build_for_run(config, data, device, stored=stored)
     except KeyboardInterrupt:
         where = "its last checkpoint" if run.checkpoint_path.exists() else "the first step"
         status.set("interrupted", stage="load", error=f"stopped while loading, before any step; resume starts "
@@ -387,10 +391,11 @@ class TrainingStep(nn.Module):
         return self.method.training_step(images_u8, labels)
 
 
-def build_for_run(config: RunConfig, data: ImageSet, device: torch.device) -> Method:
-    """The run's method, initialised from the run seed, with the train split's statistics."""
+def build_for_run(config: RunConfig, data: ImageSet, device: torch.device, *, stored: bool = False) -> Method:
+    """The run's method, initialised from the run seed, with the train split's statistics;
+    `stored`: its settings are those of a run that has trained (see `method_config`)."""
     mean, std = channel_stats(data.train.images)
     torch.manual_seed(config.train.seed)
     method = build_method(config.method, config.backbone.name, resolution=config.data.resolution,
-                          num_classes=data.num_classes, mean=mean, std=std)
+                          num_classes=data.num_classes, mean=mean, std=std, stored=stored)
     return method.to(device)

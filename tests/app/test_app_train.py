@@ -254,3 +254,13 @@ def test_the_follow_panel_shows_the_status_as_written_with_the_librarys_reasons(
     [explore_link] = [link.proto for link in at.get("page_link") if link.proto.label == "Open in Explore"]
     assert not explore_link.disabled and at.button(key="train_cancel").disabled
     assert rendered(at.button(key="train_resume").help) == resumable(run)  # "... has finished; nothing to resume ..."
+
+
+def test_rotation_on_shapes_is_refused_until_the_shapes_stand_near_upright(runs_dir):
+    at = open_page("train")
+    at.selectbox(key="train_method").select("rotation")
+    at.selectbox(key="train_dataset").select("shapes").run()
+    assert any("rotation prediction cannot learn `shapes`" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+    at.slider(key="train_max_rotation").set_value(30).run()
+    assert not at.error and not at.button(key="train_start").disabled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -125,3 +126,26 @@ def test_simclr_learns_shapes_clearly_better_than_random_init(store):
     losses = [m["loss"] for m in run.read_metrics() if "loss" in m]
     assert losses[-1] < losses[0] - 0.5, f"loss barely moved: {losses[0]:.3f} -> {losses[-1]:.3f}"
     assert simclr_knn > random_knn + 0.06, f"simclr kNN top-1 {simclr_knn:.3f} vs random {random_knn:.3f}"
+
+
+def test_a_run_stores_every_method_setting_as_it_starts(store):
+    """A default changed later must not change what an existing run resumes or reloads."""
+    from ssl_core.models.methods.simclr import SimCLRConfig
+
+    run = store.create(tiny_config("simclr", epochs=1))
+    assert run.read_config_dict()["method"] == {"name": "simclr"}
+    train(run, progress=False)
+    stored = run.read_config_dict()["method"]
+    assert stored["name"] == "simclr" and stored["temperature"] == SimCLRConfig().temperature
+    assert set(stored) == {"name", *(f.name for f in dataclasses.fields(SimCLRConfig))}
+
+
+def test_a_run_from_before_settings_were_stored_keeps_the_defaults_it_trained_with(monkeypatch):
+    from ssl_core.models.methods.base import method_config, resolved_settings
+    from ssl_core.models.methods.simclr import SimCLRConfig
+
+    monkeypatch.setattr(SimCLRConfig, "earlier_defaults", {"temperature": 0.07})
+    assert method_config("simclr", {"name": "simclr"}, stored=True).temperature == 0.07  # an old config.json
+    assert method_config("simclr", {"temperature": 0.3}, stored=True).temperature == 0.3  # its own override
+    assert method_config("simclr", {"name": "simclr"}).temperature == SimCLRConfig().temperature  # a new run
+    assert resolved_settings({"name": "simclr"})["temperature"] == SimCLRConfig().temperature

@@ -45,6 +45,6 @@ def test_method_settings_and_unknown_fields_are_checked():
 
 def test_rotation_on_shapes_at_any_angle_is_refused_with_what_to_do_instead():
     [problem] = TrainRequest(method="rotation", dataset="shapes").problems()
-    assert "rotation prediction cannot learn `shapes`" in problem and "max_rotation=30" in problem
+    assert "rotation prediction cannot learn `shapes`" in problem and "--max-rotation 30" in problem
     assert TrainRequest(method="rotation", dataset="shapes", data={"max_rotation": 30}).problems() == []
     assert TrainRequest(method="simclr", dataset="shapes").problems() == []

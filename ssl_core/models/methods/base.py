@@ -30,7 +30,15 @@ ALL_BACKBONES = ("convnet", "resnet18", "vit_tiny", "vit_mini")
 
 @dataclasses.dataclass
 class MethodConfig:
-    """Hyperparameters shared by every method; each method subclasses this with its own."""
+    """Hyperparameters shared by every method; each method subclasses this with its own.
+
+    A run stores its method's settings whole in config.json when it starts training, so a later
+    change of a default never changes what an existing run resumes or reloads. Runs that started
+    before settings were stored whole hold only their overrides: `earlier_defaults` names, for
+    each setting whose default has changed since, the default such runs trained with.
+    """
+
+    earlier_defaults: ClassVar[dict[str, Any]] = {}
 
 
 class Method(nn.Module):
@@ -135,8 +143,10 @@ def register_method(cls: type[Method]) -> type[Method]:
     return METHODS.register(cls.name)(cls)
 
 
-def method_config(name: str, overrides: dict[str, Any] | None = None) -> MethodConfig:
-    """The method's Config with `overrides` applied; unknown keys name the valid ones."""
+def method_config(name: str, overrides: dict[str, Any] | None = None, *, stored: bool = False) -> MethodConfig:
+    """The method's Config with `overrides` applied; unknown keys name the valid ones. `stored`:
+    the overrides are a run's config.json, where a setting it lacks is one the run trained with
+    the default of its time (`MethodConfig.earlier_defaults`)."""
     cls = METHODS.get(name)
     overrides = dict(overrides or {})
     overrides.pop("name", None)
@@ -144,7 +154,14 @@ def method_config(name: str, overrides: dict[str, Any] | None = None) -> MethodC
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise ValueError(f"method '{name}' has no setting(s) {unknown}; settings: {sorted(fields)}")
+    if stored:
+        overrides = {**cls.Config.earlier_defaults, **overrides}
     return cls.Config(**overrides)
+
+
+def resolved_settings(method: dict[str, Any], *, stored: bool = False) -> dict[str, Any]:
+    """{"name": ..., every setting}: what a run stores in config.json when it starts training."""
+    return {"name": method["name"], **dataclasses.asdict(method_config(method["name"], method, stored=stored))}
 
 
 def run_kind(method_name: str) -> str:
@@ -165,10 +182,12 @@ def check_compatible(method_name: str, backbone_name: str) -> None:
 
 
 def build_method(method: dict[str, Any], backbone: str, *, resolution: int, num_classes: int,
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25)) -> Method:
-    """Build a method from its config dict ({"name": ..., overrides...}) and a backbone name."""
+                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25),
+                 stored: bool = False) -> Method:
+    """Build a method from its config dict ({"name": ..., overrides...}) and a backbone name;
+    `stored` when the dict is a trained run's config.json (see `method_config`)."""
     name = method["name"]
     check_compatible(name, backbone)
-    cfg = method_config(name, method)
+    cfg = method_config(name, method, stored=stored)
     return METHODS.get(name)(build_backbone(backbone, resolution), cfg, resolution=resolution,
                              num_classes=num_classes, mean=mean, std=std)

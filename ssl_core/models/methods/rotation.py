@@ -74,8 +74,9 @@ class Rotation(Method):
         if data.dataset == "shapes" and data.max_rotation > 90:
             return (f"rotation prediction cannot learn `shapes` drawn at any angle up to {data.max_rotation:g} "
                     "degrees: each image's four rotations are equally likely images, so no network can tell "
-                    "them apart. Draw the shapes near upright instead (data setting max_rotation=30), or "
-                    "choose a dataset whose images have an up (digits, photographs)")
+                    "them apart. Draw the shapes near upright instead (max_rotation 30: `--max-rotation 30`, "
+                    "or a shape rotation of 30 on the Train page), or choose a dataset whose images have an "
+                    "up (digits, photographs)")
         return None
 
     def __init__(self, backbone, cfg: RotationConfig, **kwargs):
