@@ -84,6 +84,11 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore, *
             "effective_rank": round(effective_rank(test_vectors), 1), "embedding_dim": int(test_vectors.shape[1])}
 
 
+def verdict(gap: float) -> str:
+    """A row's kNN gap over its floor, marked: ✓ at least 3 points (the goal), ✗ below the floor."""
+    return f"{gap:+.3f}" + (" ✓" if gap >= 0.03 else " ✗" if gap < 0 else "")
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -111,7 +116,8 @@ def write_table(rows: list[dict], args) -> None:
              "Rank: effective rank of the test embeddings (1 = collapsed) out of their dimension.",
              "",
              "Floor: the random-init kNN of the row's backbone on its dataset (DDPM, which trains a UNet of its",
-             "own, against the convnet's); gap: the row's kNN minus it.",
+             "own, against the convnet's); gap: the row's kNN minus it, ✓ at least 3 points (the goal), ✗ below",
+             "the floor: at this budget that row has not learned anything kNN can use.",
              "",
              "| dataset | method | family | backbone | kNN top-1 | floor | gap | linear top-1 | seconds | images/s | "
              "loss first → last | rank / dim |",
@@ -119,7 +125,7 @@ def write_table(rows: list[dict], args) -> None:
     floors = {(r["dataset"], r["backbone"]): r["knn_top1"] for r in rows if r["method"] == "random"}
     for r in sorted(rows, key=lambda r: (r["dataset"], -(r["knn_top1"] or 0))):
         floor = floors.get((r["dataset"], r["backbone"]))
-        gap = f"{r['knn_top1'] - floor:+.3f}" if floor is not None and r["method"] != "random" else "-"
+        gap = verdict(r["knn_top1"] - floor) if floor is not None and r["method"] != "random" else "-"
         floor = f"{floor:.3f}" if floor is not None else "-"
         ips = f"{r['images_per_s']:.0f}" if r["images_per_s"] else "-"
         loss = f"{r['loss_first']:.3g} → {r['loss_last']:.3g}" if r.get("loss_first") is not None else "-"

@@ -114,20 +114,23 @@ def run_row(row: dict, args_dict: dict) -> dict:
 
 
 def write_table(rows: list[dict], path: Path, args) -> None:
+    from methods import verdict
+
     floors = {(r["dataset"], r["backbone"], json.dumps(r["data"], sort_keys=True)): r["knn_top1"]
               for r in rows if r["method"] == "random"}
     lines = ["# Recipe sweep: each method's variants beside its backbone's random-init floor", "",
              f"{args.steps} steps ({args.train_size} train / {args.test_size} test images, batch {args.batch_size}), "
              f"AdamW lr 2e-3 unless the variant says, seed 0, device {args.device_name}.",
              f"Command: `python bench/recipes.py {' '.join(args.argv)}`", "",
-             "Gap: kNN top-1 minus the random-init kNN of the same backbone on the same data.", "",
+             "Gap: kNN top-1 minus the random-init kNN of the same backbone on the same data; ✓ at least 3 "
+             "points (the goal), ✗ below the floor.", "",
              "| dataset | method | backbone | variant | kNN top-1 | floor | gap | rank / dim | loss first → last |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"], r["backbone"], -r["knn_top1"])):
         floor = floors.get((r["dataset"], r["backbone"], json.dumps(r["data"], sort_keys=True)))
         if r["method"] == "ddpm":  # its UNet is no backbone: the convnet floor stands in
             floor = floors.get((r["dataset"], "convnet", "{}"))
-        gap = f"{r['knn_top1'] - floor:+.3f}" if floor is not None and r["method"] != "random" else "-"
+        gap = verdict(r["knn_top1"] - floor) if floor is not None and r["method"] != "random" else "-"
         loss = f"{r['loss_first']:.3g} → {r['loss_last']:.3g}" if r.get("loss_first") is not None else "-"
         lines.append(f"| {r['dataset']} | {r['method']} | {r['backbone']} | {r['variant']} | {r['knn_top1']:.3f} | "
                      f"{floor if floor is not None else '-'} | {gap} | {r['effective_rank']:.0f} / "

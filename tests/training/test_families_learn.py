@@ -14,21 +14,22 @@ from ssl_core.steps.embed import embed_run, load_embeddings
 from ssl_core.steps.evaluate import weighted_knn
 from ssl_core.training.loop import train
 
-# family -> (method, backbone, data settings, epochs of 16 steps, margin over the floor)
+SHAPES, UPRIGHT, DIGITS = {"dataset": "shapes"}, {"dataset": "shapes", "max_rotation": 30}, {"dataset": "mnist5k"}
+# family -> (method, backbone, data, epochs of 16 steps, margin over the floor)
 FAMILIES = {
-    "contrastive": ("simclr", "convnet", {}, 6, 0.03),
-    "redundancy-reduction": ("vicreg", "convnet", {}, 6, 0.03),
-    "pretext": ("rotation", "convnet", {"max_rotation": 30}, 6, 0.03),
-    "generative": ("autoencoder", "convnet", {}, 6, 0.03),
-    "distillation": ("byol", "convnet", {}, 6, 0.01),
-    "predictive-coding": ("cpc", "convnet", {}, 6, 0.01),
-    "masked-prediction": ("mae", "vit_mini", {}, 6, 0.01),
-    "baseline": ("supervised", "convnet", {}, 3, 0.10),
+    "contrastive": ("simclr", "convnet", SHAPES, 6, 0.03),
+    "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 0.03),
+    "pretext": ("rotation", "convnet", UPRIGHT, 6, 0.03),
+    "generative": ("autoencoder", "convnet", DIGITS, 6, 0.03),
+    "distillation": ("byol", "convnet", SHAPES, 6, 0.03),
+    "predictive-coding": ("cpc", "convnet", SHAPES, 6, 0.02),
+    "masked-prediction": ("mae", "vit_mini", SHAPES, 6, 0.03),
+    "baseline": ("supervised", "convnet", SHAPES, 6, 0.10),
 }
 
 
 def held_out_knn(store, method: str, backbone: str, data: dict, epochs: int) -> float:
-    config = RunConfig(data=DataConfig(dataset="shapes", train_size=1024, test_size=512, **data),
+    config = RunConfig(data=DataConfig(train_size=1024, test_size=512, **data),
                        backbone=BackboneConfig(backbone), method={"name": method},
                        train=TrainConfig(epochs=epochs, batch_size=64, device="cpu", knn_every=0,
                                          checkpoint_every=10_000, log_every=50))
@@ -54,8 +55,20 @@ def floors(tmp_path_factory):
     return floor
 
 
+# Families none of whose methods clears its floor on a CI budget yet (issue 17). Strict: the day
+# one does, this test fails until its mark is removed.
+NOT_YET = {
+    "distillation": "BYOL and DINO start below the random init and climb slowly: at 600 steps BYOL reaches "
+                    "0.172 on shapes (floor 0.148) and 0.798 on mnist5k (floor 0.876), LightlySSL's BYOL "
+                    "recipe 0.785 (bench/results/recipes_*.md, peer_parity_cpu.md)",
+    "masked-prediction": "MAE on a ViT needs thousands of steps: on 50,000 shapes images after 291 steps of "
+                         "batch 512 it is 2.2 points above its random ViT (bench/results/methods_gpu.md)",
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.xfail(reason=NOT_YET[f], strict=True))
+                                    if f in NOT_YET else f for f in FAMILIES])
 def test_a_method_of_every_family_beats_its_random_init_floor(family, floors, store):
     method, backbone, data, epochs, margin = FAMILIES[family]
     floor = floors(backbone, data)
