@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness import add_budget_arguments
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
 from ssl_core.data import load_dataset
 from ssl_core.models.checkpoint import load_method
@@ -73,11 +74,7 @@ def readout_table(dataset: str, args, store: RunStore) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="mnist5k,shapes")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--device", default="cpu")
+    add_budget_arguments(parser)
     args = parser.parse_args()
     where = "gpu" if args.device.startswith("cuda") else "cpu"
     lines = ["# DDPM: where to read the trained UNet", "",

@@ -25,6 +25,15 @@ from ssl_core.training.optimizer import make_optimizer
 Pipeline = Callable[[int], None]  # takes k training steps
 
 
+def add_budget_arguments(parser, *, steps: int = 600) -> None:
+    """The budget every learning benchmark states: steps, batch, train/test images, device."""
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=1000)
+    parser.add_argument("--device", default="cpu")
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -139,14 +139,13 @@ def write_table(rows: list[dict], path: Path, args) -> None:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: methods.py, harness.py
+    from harness import add_budget_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="all")
     parser.add_argument("--datasets", default="mnist5k,shapes")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--device", default="cpu")
+    add_budget_arguments(parser)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--deadline", type=float, default=0, help="seconds after which no row starts (0: none)")
@@ -155,7 +154,6 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="results path without suffix (default bench/results/recipes_<cpu|gpu>)")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ssl_core.models.methods import METHODS
 
     steps_per_epoch = args.train_size // args.batch_size
