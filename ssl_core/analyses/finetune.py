@@ -1,5 +1,5 @@
 """Transfer as users do it ("finetune"): a linear classifier on the run's representation (what
-`Method.encode` returns: the backbone's pooled features, DDPM's UNet bottleneck, I-JEPA's target
+`Method.encode` returns: the backbone's pooled features, a block of DDPM's UNet, I-JEPA's target
 encoder), trained for one fixed budget in three ways.
 
     frozen      only the head learns; the encoder (BatchNorm statistics included) stays as trained

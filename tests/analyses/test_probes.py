@@ -85,13 +85,14 @@ def test_ddpms_layer_probe_reads_its_unet_not_a_random_convnet(tmp_path):
     for run in (ddpm, random):
         layer_probe_run(run)
         stored[run.config.method["name"]] = json.loads((run.analysis_dir / "layers.json").read_text())
-    assert [layer["name"] for layer in stored["ddpm"]["layers"]] == ["down1", "down2", "down3", "mid1", "mid2"]
+    # Up to the block it embeds with (down3 by default), deeper blocks are not its representation.
+    assert [layer["name"] for layer in stored["ddpm"]["layers"]] == ["down1", "down2", "down3"]
     assert stored["ddpm"]["settings"]["network"] == "UNet" and "noised" in stored["ddpm"]["settings"]["pooling"]
     assert stored["random"]["settings"]["network"] == "ConvNet"
     assert stored["ddpm"]["layers"] != stored["random"]["layers"]
     # The deepest layer is the stored embedding (float16 on disk), and not the convnet's features.
     data = run_dataset(ddpm)
-    deepest = layer_features(load_run_encoder(ddpm, "cpu"), data.test.images)["mid2"]
+    deepest = layer_features(load_run_encoder(ddpm, "cpu"), data.test.images)["down3"]
     embeddings, _, _ = load_embeddings(ddpm, "test")
     np.testing.assert_allclose(deepest, embeddings, rtol=1e-2, atol=1e-2)
     assert stored["ddpm"]["layers"][-1]["dim"] == embeddings.shape[1] != stored["random"]["layers"][-1]["dim"]

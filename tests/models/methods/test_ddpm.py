@@ -1,5 +1,5 @@
 """DDPM: the schedule against a loop, the forward process, deterministic per-image embeddings
-from the UNet bottleneck, timestep and noise draws from torch's global RNG."""
+from a pooled UNet block, timestep and noise draws from torch's global RNG."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def method():
     return build_method({"name": "ddpm", "width": 16}, "convnet", resolution=32, num_classes=2)
 
 
-def test_embedding_is_the_pooled_bottleneck_and_depends_on_the_image_alone(method):
+def test_embedding_is_the_pooled_block_and_depends_on_the_image_alone(method):
     method.eval()
     x = torch.randn(3, 3, 32, 32)
     together = method.encode(x)
@@ -52,7 +52,7 @@ def test_embedding_is_the_pooled_bottleneck_and_depends_on_the_image_alone(metho
     torch.testing.assert_close(method.encode(x), together)  # fixed noise: repeatable
     t = torch.full((1,), method.cfg.encode_t)
     x_t = add_noise(x[:1], method.encode_noise, t, method.alpha_bars)
-    torch.testing.assert_close(method.unet.bottleneck(x_t, t).mean((2, 3)), together[:1])
+    torch.testing.assert_close(method.unet.features(x_t, t, method.cfg.encode_block).mean((2, 3)), together[:1])
 
 
 def test_steps_draw_timesteps_and_noise_from_the_global_rng(method):
@@ -84,7 +84,9 @@ def test_encode_block_pools_that_block_of_the_layer_probe(block):
     x = torch.randn(2, 3, 32, 32)
     embedded = method.encode(x)
     assert embedded.shape == (2, method.embedding_dim)
-    torch.testing.assert_close(embedded, method.probe_layers(x)[block])
+    layers = method.probe_layers(x)
+    assert list(layers)[-1] == block  # the deepest probe layer is the embedding
+    torch.testing.assert_close(embedded, layers[block])
 
 
 def test_an_unknown_encode_block_is_refused_with_the_known_ones():
