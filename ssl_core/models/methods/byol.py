@@ -61,6 +61,9 @@ class BYOLConfig(MethodConfig):
     # (random init 0.876), 150 steps: 0.99 0.729, 0.996 0.765, share 0.001 0.719, 0.01 0.697, 0.1
     # 0.692, 0.3 0.715; 570 steps: 0.99 0.811, 0.996 0.790 (bench/results/distillation_momentum_cpu.md).
     momentum_share_left: float | None = None
+    # Below its random-init floor on mnist5k at 600 steps (kNN 0.798, random init 0.876), as is
+    # LightlySSL's own BYOL recipe at that budget (0.785, bench/results/peer_parity_cpu.md); weight
+    # decay 0.05 made it worse (0.772, bench/results/recipes_cpu.md).
     views1: dict = dataclasses.field(default_factory=lambda: {**_BYOL_VIEW, "solarize_p": 0.0})
     views2: dict = dataclasses.field(default_factory=lambda: {**_BYOL_VIEW, "solarize_p": 0.2})
 

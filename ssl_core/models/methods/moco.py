@@ -100,7 +100,9 @@ class MoCoConfig(MethodConfig):
     # and the loss climbs for the first queue fills. Measured on shapes (64 steps, convnet):
     # kNN 0.197 with BN, 0.174 without (random init: 0.162).
     proj_batch_norm: bool = True
-    symmetric: bool = False  # also contrast view 2's queries with view 1's keys (2x the loss terms)
+    # Also contrast view 2's queries with view 1's keys (MoCo v3; 2x the loss terms). Off: within
+    # noise on mnist5k at 600 steps, kNN 0.889 with it, 0.884 without (bench/results/recipes_cpu.md).
+    symmetric: bool = False
     # Shuffling BN (MoCo sec. 3.3), on one device: queries and keys go through the encoders in
     # this many sub-batches, the keys' shuffled, so BatchNorm statistics cannot tell a query
     # which key is its positive. 1: off. Skipped for backbones without BatchNorm (the ViT).
