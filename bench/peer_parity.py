@@ -45,12 +45,11 @@ from ssl_core.core.runtime import precision_context
 from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.online import import_torchvision
 from ssl_core.models.encoders import load_run_encoder
-from ssl_core.models.methods import Method, build_method
+from ssl_core.models.methods import Method
 from ssl_core.steps.embed import embed_images
 from ssl_core.steps.evaluate import weighted_knn
 from ssl_core.store.run_store import RunStore
-from ssl_core.training.batching import channel_stats
-from ssl_core.training.loop import train
+from ssl_core.training.loop import build_for_run, train
 from ssl_core.training.optimizer import lr_factor, make_optimizer
 
 import_torchvision()  # first: lightly imports torchvision, whose CUDA-only ops need this
@@ -217,12 +216,11 @@ class PILImages(torch.utils.data.Dataset):
 
 def seeded_encoder(data: ImageSet, seed: int) -> Method:
     """The untrained convnet at the run seed, inside the `random` method so that it embeds exactly
-    as a trained method does. Our loop seeds the same way and builds the backbone first, so ours
-    starts from these very weights."""
-    torch.manual_seed(seed)
-    mean, std = channel_stats(data.train.images)
-    return build_method({"name": "random"}, BACKBONE, resolution=RESOLUTION, num_classes=data.num_classes,
-                        mean=mean, std=std)
+    as a trained method does: built as our loop builds a run's method (`build_for_run`), which
+    builds the backbone first, so ours starts from these very weights."""
+    config = RunConfig(data=DataConfig(resolution=RESOLUTION), backbone=BackboneConfig(BACKBONE),
+                       method={"name": "random"}, train=TrainConfig(seed=seed))
+    return build_for_run(config, data, torch.device("cpu"))
 
 
 def knn_top1(method: Method, data: ImageSet, device: torch.device) -> float:

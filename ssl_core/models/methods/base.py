@@ -159,9 +159,9 @@ def method_config(name: str, overrides: dict[str, Any] | None = None, *, stored:
     return cls.Config(**overrides)
 
 
-def resolved_settings(method: dict[str, Any], *, stored: bool = False) -> dict[str, Any]:
+def resolved_settings(method: dict[str, Any]) -> dict[str, Any]:
     """{"name": ..., every setting}: what a run stores in config.json when it starts training."""
-    return {"name": method["name"], **dataclasses.asdict(method_config(method["name"], method, stored=stored))}
+    return {"name": method["name"], **dataclasses.asdict(method_config(method["name"], method))}
 
 
 def run_kind(method_name: str) -> str:

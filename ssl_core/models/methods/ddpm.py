@@ -66,8 +66,8 @@ class UNet(nn.Module):
     """Noisy image (B, 3, R, R) and timesteps (B,) -> predicted noise (B, 3, R, R).
 
     One ResBlock per level at R, R/2, R/4 (widths w, 2w, 4w), two at the R/4 bottleneck, and the
-    mirror path up with skip connections. `bottleneck` returns the middle features
-    (B, 4w, R/4, R/4) that `encode` pools.
+    mirror path up with skip connections. `features` returns one block of the way down, which
+    `encode` pools.
     """
 
     def __init__(self, width: int = 32, time_dim: int = 128):
@@ -83,53 +83,41 @@ class UNet(nn.Module):
         self.up3, self.up2, self.up1 = (ResBlock(2 * w3, w2, time_dim), ResBlock(2 * w2, w1, time_dim),
                                         ResBlock(2 * w1, w1, time_dim))
         self.out = nn.Sequential(nn.GroupNorm(8, w1), nn.SiLU(), nn.Conv2d(w1, 3, 3, padding=1))
-        self.bottleneck_dim = w3
         self.block_dims = {"down1": w1, "down2": w2, "down3": w3, "mid1": w3, "mid2": w3}
 
-    def _down(self, x: Tensor, t: Tensor) -> tuple[Tensor, ...]:
+    def _down(self, x: Tensor, t: Tensor, until: str = "mid2") -> tuple[Tensor, dict[str, Tensor]]:
+        """(the time embedding, {block: output (B, C, H, W)}) along the path to the bottleneck,
+        from down1 (R), down2 (R/2), down3 (R/4) through mid1 and mid2, stopping after `until`."""
+        if until not in UNET_BLOCKS:
+            raise ValueError(f"unknown UNet block '{until}'; known: {', '.join(UNET_BLOCKS)}")
         temb = self.time_mlp(timestep_embedding(t, self.time_dim))
-        h1 = self.down1(self.stem(x), temb)  # R
-        h2 = self.down2(self.pool1(h1), temb)  # R/2
-        h3 = self.down3(self.pool2(h2), temb)  # R/4
-        return temb, h1, h2, h3, self.mid2(self.mid1(h3, temb), temb)
+        h, out = self.stem(x), {}
+        for name in UNET_BLOCKS:
+            pool = {"down2": self.pool1, "down3": self.pool2}.get(name)  # strided downsampling
+            out[name] = h = getattr(self, name)(pool(h) if pool is not None else h, temb)
+            if name == until:
+                break
+        return temb, out
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        temb, h1, h2, h3, mid = self._down(x, t)
+        temb, h = self._down(x, t)
         up = lambda h: F.interpolate(h, scale_factor=2, mode="nearest")  # noqa: E731
-        u = self.up3(torch.cat((mid, h3), dim=1), temb)
-        u = self.up2(torch.cat((up(u), h2), dim=1), temb)
-        u = self.up1(torch.cat((up(u), h1), dim=1), temb)
+        u = self.up3(torch.cat((h["mid2"], h["down3"]), dim=1), temb)
+        u = self.up2(torch.cat((up(u), h["down2"]), dim=1), temb)
+        u = self.up1(torch.cat((up(u), h["down1"]), dim=1), temb)
         return self.out(u)
 
     def features(self, x: Tensor, t: Tensor, block: str = "mid2") -> Tensor:
         """One block's output on the way to the bottleneck, (B, C, H, W), computing no block after it."""
-        temb = self.time_mlp(timestep_embedding(t, self.time_dim))
-        h = self.stem(x)
-        for name, pool, module in (("down1", None, self.down1), ("down2", self.pool1, self.down2),
-                                   ("down3", self.pool2, self.down3), ("mid1", None, self.mid1),
-                                   ("mid2", None, self.mid2)):
-            h = module(pool(h) if pool is not None else h, temb)
-            if name == block:
-                return h
-        raise ValueError(f"unknown UNet block '{block}'; known: {', '.join(UNET_BLOCKS)}")
+        return self._down(x, t, block)[1][block]
 
-    def bottleneck(self, x: Tensor, t: Tensor) -> Tensor:
-        """The output of the two middle ResBlocks, (B, 4w, R/4, R/4); skips the up path."""
-        return self._down(x, t)[-1]
-
-    def forward_layers(self, x: Tensor, t: Tensor) -> dict[str, Tensor]:
-        """{"down1", "down2", "down3", "mid1", "mid2": (B, channels)}: each block of the path to
-        the bottleneck, globally average-pooled; "mid2" pooled is what `bottleneck` gives."""
-        temb = self.time_mlp(timestep_embedding(t, self.time_dim))
-        out = {"down1": self.down1(self.stem(x), temb)}
-        out["down2"] = self.down2(self.pool1(out["down1"]), temb)
-        out["down3"] = self.down3(self.pool2(out["down2"]), temb)
-        out["mid1"] = self.mid1(out["down3"], temb)
-        out["mid2"] = self.mid2(out["mid1"], temb)
-        return {name: h.mean(dim=(2, 3)) for name, h in out.items()}
+    def forward_layers(self, x: Tensor, t: Tensor, until: str = "mid2") -> dict[str, Tensor]:
+        """{"down1", "down2", ... `until`: (B, channels)}: each block of the path to the bottleneck,
+        up to `until`, globally average-pooled."""
+        return {name: h.mean(dim=(2, 3)) for name, h in self._down(x, t, until)[1].items()}
 
     def down_path(self) -> list[nn.Module]:
-        """The modules `bottleneck` runs through (the up path and the output layer it skips)."""
+        """The modules the path to the bottleneck runs through, in order (not the up path)."""
         return [self.time_mlp, self.stem, self.down1, self.pool1, self.down2, self.pool2, self.down3,
                 self.mid1, self.mid2]
 
@@ -215,13 +203,8 @@ class DDPM(Method):
     def representation_module(self) -> nn.Module:
         return self.unet
 
-    def _read_blocks(self) -> tuple[str, ...]:
-        """The UNet blocks on the way to the one `encode` reads, that one included."""
-        return UNET_BLOCKS[:UNET_BLOCKS.index(self.cfg.encode_block) + 1]
-
     def probe_layers(self, images: Tensor) -> dict[str, Tensor]:
-        layers = self.unet.forward_layers(*self._noised(images))
-        return {name: layers[name] for name in self._read_blocks()}
+        return self.unet.forward_layers(*self._noised(images), until=self.cfg.encode_block)
 
     @property
     def layer_pooling(self) -> str:
