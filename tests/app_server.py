@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -23,12 +23,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served_app(runs_dir: Path, command: str = "app", timeout: float = 120) -> Iterator[int]:
-    """`ssl-explorer app` (or `demo`) over `runs_dir`, answering on 127.0.0.1; yields its port."""
+def served_app(runs_dir: Path, command: str = "app", timeout: float = 120,
+               cli: Sequence[str] = (sys.executable, "-m", "ssl_core.cli"), cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> Iterator[int]:
+    """`ssl-explorer app` (or `demo`) over `runs_dir`, answering on 127.0.0.1; yields its port.
+    `cli` is the command that runs ssl-explorer (by default this environment's)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "ssl_core.cli", command, "--port", str(port), "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [*cli, command, "--port", str(port), "--runs-dir", str(runs_dir)], cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.time() + timeout
         while True:

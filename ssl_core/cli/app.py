@@ -1,10 +1,11 @@
 """`ssl-explorer app` and `ssl-explorer demo`: serve the Streamlit dashboard (app/) over the runs
 folder, answering only to this machine's names; `demo` first copies in the bundled, already
-trained runs of pretrained/."""
+trained runs of pretrained/. Both folders ship in the wheel (see `shipped`)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import socket
@@ -17,8 +18,22 @@ from ssl_core.store import files
 from ssl_core.store.run_store import RunStore
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-APP_SCRIPT = REPOSITORY / "app" / "streamlit_app.py"
-PRETRAINED = REPOSITORY / "pretrained"
+
+
+def shipped(folder: str, package: str) -> Path:
+    """Where a folder that the wheel ships beside ssl_core lives: `folder` at the top of the
+    clone this ssl_core runs from (a clone, or an editable install of it), else the installed
+    package the wheel maps it to (pyproject.toml: app/ is `ssl_explorer_app`, pretrained/ is
+    `ssl_explorer_demo`)."""
+    beside = REPOSITORY / folder
+    if beside.is_dir():
+        return beside
+    spec = importlib.util.find_spec(package)  # finds the folder; runs none of its code
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the {folder}/ folder is neither beside ssl_core ({beside}) nor "
+                                f"installed as {package}: reinstall ssl-explorer (`pip install "
+                                "ssl-explorer`, or `pip install -e .` in a clone)")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -36,13 +51,13 @@ def allowed_hosts(address: str, extra: Sequence[str] = ()) -> list[str]:
 
 def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
     """Serve the dashboard (streamlit) over the runs folder; blocks until stopped."""
-    if not APP_SCRIPT.exists():
-        raise FileNotFoundError(f"the app is not at {APP_SCRIPT}; run from a clone of the repository "
-                                "(`pip install -e .`)")
+    app_script = shipped("app", "ssl_explorer_app") / "streamlit_app.py"
+    if not app_script.exists():
+        raise FileNotFoundError(f"the app is not at {app_script}: reinstall ssl-explorer")
     if args.command == "demo":
-        added = install_demo_runs(store)
+        added = install_demo_runs(store, shipped("pretrained", "ssl_explorer_demo"))
         log(f"demo runs in {store.root}: {', '.join(added) if added else 'already there'}")
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+    command = [sys.executable, "-m", "streamlit", "run", str(app_script),
                "--server.address", args.address, "--server.port", str(args.port),
                "--server.headless", "true", "--server.maxUploadSize", "10",
                "--browser.gatherUsageStats", "false"]
@@ -58,10 +73,10 @@ def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
     os.execve(sys.executable, command, env)
 
 
-def install_demo_runs(store: RunStore) -> list[str]:
-    """Copy the bundled, already-trained runs of pretrained/ into the runs folder (once)."""
+def install_demo_runs(store: RunStore, bundled: Path) -> list[str]:
+    """Copy the bundled, already-trained runs (pretrained/) into the runs folder (once)."""
     added = []
-    for source in sorted(p for p in PRETRAINED.iterdir() if (p / files.CONFIG).exists()):
+    for source in sorted(p for p in bundled.iterdir() if (p / files.CONFIG).exists()):
         target = store.root / source.name
         if not target.exists():
             shutil.copytree(source, target)

@@ -15,6 +15,7 @@ imports only the command module it runs (see `ssl_core.cli.main`).
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where runs live (default: $SSL_EXPLORER_RUNS or ./runs)")
     parser = argparse.ArgumentParser(prog="ssl-explorer", description=__doc__.split("\n\n")[0],
                                      parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ssl-explorer {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", parents=[common], help="train a method on a dataset, then embed, score, map and index")
@@ -173,3 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", parents=[common], help="list built-in datasets").set_defaults(
         handler="ssl_core.cli.catalog:cmd_datasets")
     return parser
+
+
+def installed_version() -> str:
+    """The installed distribution's version (pyproject.toml's, for a wheel or an editable install)."""
+    try:
+        return metadata.version("ssl-explorer")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run `pip install -e .` in the clone)"
