@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ssl_core.core.config import TrainConfig
+from ssl_core.models.methods.base import train_settings
 from ssl_core.steps.readiness import POST_STEPS
 from ssl_core.workflows.train_request import TrainRequest
 
@@ -25,7 +27,7 @@ class TrainChoices:
     load: str = "auto"  # folders only: auto | memory | stream (DataConfig.load)
     epochs: int = 10
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float | None = None  # None: the method's recipe (Method.train_recipe), else core.config's
     seed: int = 0
     device: str = "auto"
     resolution: int = 32
@@ -44,10 +46,15 @@ class TrainChoices:
             data={"resolution": self.resolution, "train_size": self.train_size, "test_size": self.test_size,
                   "download": self.download, "load": self.load,
                   **({"max_rotation": self.max_rotation} if self.dataset == "shapes" else {})},
-            train={"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
-                   "device": self.device},
+            train={"epochs": self.epochs, "batch_size": self.batch_size, "seed": self.seed, "device": self.device,
+                   **({} if self.lr is None else {"lr": self.lr})},
             skip=self.skip)
 
 
 def cuda_available() -> bool:
     return torch.cuda.is_available()
+
+
+def recipe_lr(method: str) -> float:
+    """The learning rate a run of `method` gets when the form leaves it empty."""
+    return train_settings(method, {}).get("lr", TrainConfig.lr)

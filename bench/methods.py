@@ -34,6 +34,7 @@ from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainCon
 from ssl_core.steps.embed import embed_run, load_embeddings
 from ssl_core.steps.evaluate import effective_rank, evaluate_run, weighted_knn
 from ssl_core.models.methods import METHODS
+from ssl_core.models.methods.base import train_settings as method_train_settings
 from ssl_core.store.run_store import RunStore
 from ssl_core.training.loop import train
 
@@ -51,8 +52,10 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore, *
     """Train one row from scratch, embed it and score it. `settings` override the method's
     Config, `train_settings` and `data_settings` the run's TrainConfig and DataConfig (the recipe
     sweep, bench/recipes.py, varies these)."""
-    train_cfg = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-                 "seed": 0, "knn_every": 0, "checkpoint_every": 10**9, "log_every": 10, **(train_settings or {})}
+    asked = {"lr": args.lr} if args.lr is not None else {}  # else the method's recipe, as `train` gives it
+    train_cfg = {"epochs": args.epochs, "batch_size": args.batch_size, "device": args.device, "seed": 0,
+                 "knn_every": 0, "checkpoint_every": 10**9, "log_every": 10,
+                 **method_train_settings(method, {**asked, **(train_settings or {})})}
     config = RunConfig(
         data=DataConfig(dataset=dataset, train_size=args.train_size, test_size=args.test_size, **(data_settings or {})),
         backbone=BackboneConfig(backbone), method={"name": method, **(settings or {})},
@@ -84,6 +87,12 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore, *
             "effective_rank": round(effective_rank(test_vectors), 1), "embedding_dim": int(test_vectors.shape[1])}
 
 
+def lr_words(lr: float | None) -> str:
+    """How a table states the learning rate of its rows."""
+    return f"lr {lr:g} for every method" if lr is not None else \
+        f"each method's recipe (lr {TrainConfig.lr:g}, weight decay {TrainConfig.weight_decay:g} unless it says)"
+
+
 def verdict(gap: float) -> str:
     """A row's kNN gap over its floor, marked: ✓ at least 3 points (the goal), ✗ below the floor."""
     return f"{gap:+.3f}" + (" ✓" if gap >= 0.03 else " ✗" if gap < 0 else "")
@@ -106,7 +115,7 @@ def write_table(rows: list[dict], args) -> None:
     hardware = torch.cuda.get_device_name() if where == "GPU" else cpu_name()
     lines = [f"# Methods on {where}: same budget for every method",
              "",
-             f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {args.lr}, {args.train_size} train / "
+             f"{args.epochs} epochs, batch {args.batch_size}, AdamW {lr_words(args.lr)}, {args.train_size} train / "
              f"{args.test_size} test images at 32 px, seed 0; {threads} CPU threads per row{parallel}; "
              f"torch {torch.__version__}, {hardware}.",
              f"Command: `python bench/methods.py {' '.join(args.argv)}`".rstrip(),
@@ -141,8 +150,9 @@ def run_in_subprocess(job: tuple[str, str, str], cores: str, args) -> dict:
     method, backbone, dataset = job
     cmd = ["taskset", "-c", cores, sys.executable, str(Path(__file__).resolve()), "--one",
            f"{method}:{backbone}:{dataset}", "--threads", str(args.threads), "--epochs", str(args.epochs),
-           "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--train-size", str(args.train_size),
-           "--test-size", str(args.test_size), "--device", args.device] + (["--knn-only"] if args.knn_only else [])
+           "--batch-size", str(args.batch_size), "--train-size", str(args.train_size),
+           "--test-size", str(args.test_size), "--device", args.device] + (["--knn-only"] if args.knn_only else []) \
+        + (["--lr", str(args.lr)] if args.lr is not None else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{job} failed:\n{out.stderr[-3000:]}")
@@ -155,7 +165,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="shapes,mnist5k")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=None, help="for every method (default: each method's "
+                        "recipe, Method.train_recipe, else 2e-3)")
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU table")

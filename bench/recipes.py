@@ -27,7 +27,8 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-# Learning rates tried for every method beside the default 2e-3 (AdamW, 1 epoch of warm-up).
+# Learning rates tried for every method beside its recipe's (AdamW, 1 epoch of warm-up; 2e-3 unless the
+# method's Method.train_recipe says).
 LRS = (5e-4, 5e-3)
 WIDE = lambda d: {"proj_hidden_dim": d, "proj_dim": d}  # noqa: E731
 
@@ -120,7 +121,7 @@ def write_table(rows: list[dict], path: Path, args) -> None:
               for r in rows if r["method"] == "random"}
     lines = ["# Recipe sweep: each method's variants beside its backbone's random-init floor", "",
              f"{args.steps} steps ({args.train_size} train / {args.test_size} test images, batch {args.batch_size}), "
-             f"AdamW lr 2e-3 unless the variant says, seed 0, device {args.device_name}.",
+             f"AdamW at each method's recipe unless the variant says, seed 0, device {args.device_name}.",
              f"Command: `python bench/recipes.py {' '.join(args.argv)}`", "",
              "Gap: kNN top-1 minus the random-init kNN of the same backbone on the same data; ✓ at least 3 "
              "points (the goal), ✗ below the floor.", "",
@@ -171,7 +172,7 @@ def main() -> None:
         tiers = [rows_for(d, methods) for d in args.datasets.split(",")]
         grid = [r for tier in range(3) for per_dataset in tiers for r in per_dataset[tier]]
     grid = [r for r in grid if key(r) not in done]
-    worker_args = {"epochs": epochs, "batch_size": args.batch_size, "lr": 2e-3, "train_size": args.train_size,
+    worker_args = {"epochs": epochs, "batch_size": args.batch_size, "lr": None, "train_size": args.train_size,
                    "test_size": args.test_size, "device": args.device, "threads": args.threads, "knn_only": False}
     import torch
     args.device_name = torch.cuda.get_device_name() if where == "gpu" else "CPU"

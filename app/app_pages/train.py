@@ -70,8 +70,10 @@ with st.container(border=True):
         a, b = st.columns(2)
         epochs = a.number_input("Epochs", min_value=1, value=defaults.epochs, key="train_epochs")
         batch_size = b.number_input("Batch size", min_value=1, value=defaults.batch_size, key="train_batch_size")
-        lr = a.number_input("Learning rate", min_value=1e-6, max_value=10.0, value=defaults.lr, step=1e-4,
-                            format="%.1e", key="train_lr", help="peak rate after warm-up (AdamW, cosine decay)")
+        recipe = train_form.recipe_lr(method)
+        lr = a.number_input("Learning rate", min_value=1e-6, max_value=10.0, value=None, step=1e-4,
+                            format="%.1e", key="train_lr", placeholder=f"{recipe:.1e} ({method}'s recipe)",
+                            help="peak rate after warm-up (AdamW, cosine decay); empty: the method's recipe")
         seed = b.number_input("Seed", min_value=0, value=defaults.seed, key="train_seed")
         train_size = a.number_input("Train size", min_value=1, value=None, key="train_train_size",
                                     placeholder="dataset default", help="number of train images; empty: all")
@@ -89,7 +91,7 @@ with st.container(border=True):
 
     choices = train_form.TrainChoices(
         method=method, backbone=backbone, dataset=dataset or "", download=download, load=load, epochs=int(epochs),
-        batch_size=int(batch_size), lr=float(lr), seed=int(seed), device=device, resolution=int(resolution),
+        batch_size=int(batch_size), lr=None if lr is None else float(lr), seed=int(seed), device=device, resolution=int(resolution),
         train_size=None if train_size is None else int(train_size),
         test_size=None if test_size is None else int(test_size), max_rotation=float(max_rotation),
         after_training=tuple(after))

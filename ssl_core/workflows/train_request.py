@@ -7,7 +7,8 @@ one check both make before a run folder exists.
 
 The page lists `problems()` under its form and disables its button; the command refuses with the
 same sentences; `jobs.start` asks again, so a request is refused the same way wherever it comes
-from. Fields a request leaves out keep the defaults of `core.config`.
+from. Fields a request leaves out keep the method's recipe (`Method.train_recipe`), else the
+defaults of `core.config`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainCon
 from ssl_core.core.runtime import resolve_device, versions
 from ssl_core.data import DATASETS, dataset_reference
 from ssl_core.models.methods import METHODS, check_compatible
-from ssl_core.models.methods.base import method_config, run_kind
+from ssl_core.models.methods.base import method_config, run_kind, train_settings
 from ssl_core.steps.readiness import POST_STEPS
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
@@ -49,7 +50,7 @@ class TrainRequest:
             if self.method in METHODS and dataset is None:
                 reason = METHODS.get(self.method).cannot_learn(dataclasses.replace(data, dataset=self.dataset))
                 found += [reason] if reason else []
-        train = _overridden(TrainConfig, self.train, found)
+        train = _overridden(TrainConfig, self.train_fields(), found)
         if train is not None:
             found += _train_problems(train)
         return found + _skip_problems(self.skip)
@@ -63,7 +64,12 @@ class TrainRequest:
         return RunConfig(data=DataConfig(**{**self.data, "dataset": dataset_reference(self.dataset)}),
                          backbone=BackboneConfig(name=self.backbone),
                          method={"name": self.method, **self.method_settings},
-                         train=TrainConfig(**self.train))
+                         train=TrainConfig(**self.train_fields()))
+
+    def train_fields(self) -> dict[str, Any]:
+        """TrainConfig fields of the run: the method's recipe (`Method.train_recipe`) under what the
+        request sets; the rest keep core.config's defaults."""
+        return train_settings(self.method, self.train) if self.method in METHODS else dict(self.train)
 
 
 def dataset_problem(name: str) -> str | None:

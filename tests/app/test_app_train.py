@@ -264,3 +264,13 @@ def test_rotation_on_shapes_is_refused_until_the_shapes_stand_near_upright(runs_
     assert at.button(key="train_start").disabled
     at.slider(key="train_max_rotation").set_value(30).run()
     assert not at.error and not at.button(key="train_start").disabled
+
+
+def test_an_empty_learning_rate_is_the_methods_recipe(runs_dir):
+    recipe = METHODS.get("dino").train_recipe["lr"]
+    assert train_form.TrainChoices(method="dino").request().config().train.lr == recipe
+    assert train_form.TrainChoices(method="dino", lr=1e-3).request().config().train.lr == 1e-3
+    at = open_page("train")
+    at.selectbox(key="train_method").select("dino").run()
+    assert at.number_input(key="train_lr").value is None
+    assert at.number_input(key="train_lr").placeholder == f"{recipe:.1e} (dino's recipe)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ssl_core.models.methods import METHODS
 from ssl_core.workflows.train_request import TrainRequest
 from tiny_runs import tiny_config, tiny_request
 
@@ -48,3 +49,18 @@ def test_rotation_on_shapes_at_any_angle_is_refused_with_what_to_do_instead():
     assert "rotation prediction cannot learn `shapes`" in problem and "--max-rotation 30" in problem
     assert TrainRequest(method="rotation", dataset="shapes", data={"max_rotation": 30}).problems() == []
     assert TrainRequest(method="simclr", dataset="shapes").problems() == []
+
+
+def test_a_method_trains_with_its_recipe_unless_the_request_sets_the_value(monkeypatch):
+    monkeypatch.setattr(METHODS.get("byol"), "train_recipe", {"lr": 7e-4, "weight_decay": 0.04})
+    train = TrainRequest(method="byol").config().train
+    assert (train.lr, train.weight_decay, train.warmup_epochs) == (7e-4, 0.04, 1.0)  # warm-up: core.config's
+    train = TrainRequest(method="byol", train={"lr": 1e-3}).config().train
+    assert (train.lr, train.weight_decay) == (1e-3, 0.04)
+    assert TrainRequest(method="simclr").config().train.lr == 2e-3  # another method: core.config's
+
+
+@pytest.mark.parametrize("method", sorted(METHODS.names()))
+def test_every_recipe_is_a_valid_train_config(method):
+    assert TrainRequest(method=method, backbone="vit_tiny" if method in ("mae", "ijepa") else "convnet",
+                        data={"max_rotation": 30}).problems() == []

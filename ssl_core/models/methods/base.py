@@ -49,6 +49,10 @@ class Method(nn.Module):
     trainable: ClassVar[bool] = True  # False: the loop runs no steps (the `random` floor)
     backbones: ClassVar[tuple[str, ...]] = ALL_BACKBONES
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    # TrainConfig fields (lr, weight_decay, warmup_epochs, ...) this method trains with unless the
+    # request sets them, each with the measurement that chose it; the rest keep core.config's
+    # defaults. A run stores the values it used in config.json (`train_settings`).
+    train_recipe: ClassVar[dict[str, Any]] = {}
     # Why the layer-wise probe and fine-tuning cannot read this method's representation (a
     # sentence for the user), or None when they can. Class-level, so it is answered from a run's
     # config.json without loading weights.
@@ -162,6 +166,11 @@ def method_config(name: str, overrides: dict[str, Any] | None = None, *, stored:
 def resolved_settings(method: dict[str, Any]) -> dict[str, Any]:
     """{"name": ..., every setting}: what a run stores in config.json when it starts training."""
     return {"name": method["name"], **dataclasses.asdict(method_config(method["name"], method))}
+
+
+def train_settings(method_name: str, requested: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields a new run of the method gets: its recipe, then what was asked for."""
+    return {**METHODS.get(method_name).train_recipe, **requested}
 
 
 def run_kind(method_name: str) -> str:
