@@ -20,13 +20,16 @@ from typing import Callable
 import numpy as np
 import streamlit as st
 
+from ssl_core.analyses.standings import DatasetStandings, FACTORS, standings as stand
 from ssl_core.data import ImageSet
-from ssl_core.steps.browsing import ExploreData, load_explore_data, run_dataset, run_images
+from ssl_core.steps.browsing import ExploreData, load_explore_data, load_map_labels, run_dataset, run_images
 from ssl_core.steps.index import Search, load_search
 from ssl_core.store import files
 from ssl_core.store.reading import RunFileError, read_json
 from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
+from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
+from widgets.map_thumbnail import map_thumbnail
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -291,3 +294,37 @@ def evaluation(run: Run, name: str) -> dict | None:
 
     result = _run_json(run, result_path(run, name))
     return result if isinstance(result, dict) else None
+
+
+# -- the Overview, and the runs each page opens on: every run placed on its dataset ------------
+def _standing_files(run: Run) -> list[Path]:
+    """What `analyses.standings.place` reads of a run."""
+    return [run.config_path, run.status_path, run.eval_path, run.path / files.NAME, run.index_path,
+            run.projection_dir / PCA_FILE, run.projection_dir / UMAP_FILE, *_embedding_files(run),
+            run.analysis_dir / f"{FACTORS}.json"]
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _standings(root: str, run_ids: tuple[str, ...], stamps: tuple[Fingerprint, ...]) -> list[DatasetStandings]:
+    return stand(_runs(root, run_ids))
+
+
+def standings(store: RunStore) -> list[DatasetStandings]:
+    """Every readable run placed on its dataset (floors, self-supervised, supervised), read again
+    only when one of the files it is made from changes."""
+    runs = [store.get(summary.id) for summary in store.list() if not summary.broken]
+    if not runs:
+        return []
+    return _standings(*_runs_key(runs, _standing_files))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _thumbnail(root: str, run_id: str, stamp: Fingerprint) -> np.ndarray:
+    coords, labels, _ = load_map_labels(Run(Path(root) / run_id))
+    return map_thumbnail(coords, labels)
+
+
+def thumbnail(run: Run) -> np.ndarray:
+    """The run's map as a small picture coloured by label (widgets.map_thumbnail)."""
+    labels = [run.embeddings_dir / files.labels(split) for split in files.SPLITS]
+    return _thumbnail(str(run.path.parent), run.id, fingerprint(run, *_map_files(run), *labels))

@@ -17,7 +17,11 @@ APP_DIR = Path(__file__).resolve().parent
 if str(APP_DIR) not in sys.path:
     sys.path.insert(0, str(APP_DIR))
 
-st.set_page_config(layout="wide", page_title="ssl-explorer")
+# One favicon for every page, given here: a page's Material icon would otherwise become the
+# favicon, which Streamlit fetches from fonts.gstatic.com (the icons in the sidebar come from the
+# font Streamlit serves itself). An emoji becomes an inline SVG: the app makes no request that
+# leaves this machine, so it works offline (tests/test_browser.py checks every request).
+st.set_page_config(layout="wide", page_title="ssl-explorer", page_icon="🔭")
 
 from ssl_core.store.run_store import RunStore  # noqa: E402  (after the path set-up above)
 from widgets.literal import sentence  # noqa: E402
@@ -29,7 +33,8 @@ except ValueError as e:
     st.stop()
 
 pages = [
-    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:", default=True),
+    st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/table_rows:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),

@@ -1,25 +1,37 @@
 """The dashboard in a real browser: the README's app command, Debian's Chromium via Playwright.
 
-Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a fresh runs folder, opens
-Explore on a bundled run, waits for the map, clicks a point, sees the neighbour grid, and saves a
-screenshot of each page under test-artifacts/. Also records how long the app took from its
-command to the first rendered map.
+Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a fresh runs folder and
+opens the Overview first: one screen (1400 x 900) with a tile per run trained here, each linking to
+its run in Explore. It clicks the best self-supervised run's tile, waits for its map, clicks a
+point, sees the neighbour grid, and opens the other pages. Screenshots go under test-artifacts/,
+and those of the Overview and of Explore with neighbours into docs/images/ for the README. No
+request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs are chosen from
+what the runs folder holds (analyses.standings), never by name. Also records how long the app
+took from its command to the first rendered map, and the Overview's render time.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+from PIL import Image
 
 from app_server import CHROMIUM, CHROMIUM_ARGS, served_app
+from ssl_core.analyses.standings import best_self_supervised, standings
+from ssl_core.steps.readiness import explorable
+from ssl_core.store.run_store import RunStore
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-DEMO_RUN = "demo-simclr-shapes"
+DOCS_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"  # the README shows these
+VIEWPORT = {"width": 1400, "height": 900}  # a laptop or a projector: the Overview fits on it
+MAX_DOCS_PNG = 300_000  # bytes per README screenshot: the repository keeps every version
 
 if not Path(CHROMIUM).exists():
     # CI installs chromium (`make chromium`); there, a missing browser is a failure, not a skip.
@@ -33,8 +45,45 @@ playwright = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     started = time.perf_counter()
-    with served_app(tmp_path_factory.mktemp("browser") / "runs", "demo") as port:
-        yield f"http://127.0.0.1:{port}", started
+    runs = tmp_path_factory.mktemp("browser") / "runs"
+    with served_app(runs, "demo") as port:
+        yield f"http://127.0.0.1:{port}", started, runs
+
+
+@pytest.fixture
+def page():
+    """A Chromium page that records every request leaving 127.0.0.1 over the whole test, and
+    fails the test when there was one (a font, an icon, a script from a CDN: offline, it fails)."""
+    leaving = []
+
+    def record(request) -> None:
+        url = urlparse(request.url)
+        if url.scheme not in ("data", "blob", "about") and url.hostname != "127.0.0.1":
+            leaving.append(request.url)
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT)
+        context.on("request", record)
+        yield context.new_page()
+        browser.close()
+    assert not leaving, f"requests left 127.0.0.1: {leaving}"
+
+
+def save_for_docs(page, name: str, height: int = VIEWPORT["height"]) -> Path:
+    """The page on a screen `height` px high as docs/images/NAME, in 256 colours (a few hundred KB
+    at most). Streamlit scrolls inside its main block, so a taller screen, not a full-page shot,
+    shows more of a page."""
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    if height != VIEWPORT["height"]:
+        page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+        page.wait_for_timeout(1000)  # the page lays itself out again
+    picture = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    page.set_viewport_size(VIEWPORT)
+    path = DOCS_IMAGES / name
+    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    assert path.stat().st_size < MAX_DOCS_PNG, f"{path} is {path.stat().st_size:,} bytes"
+    return path
 
 
 # Screen position and id (first line of its hover text) of a point in the middle of a trace.
@@ -49,49 +98,74 @@ POINT_TO_CLICK = """() => {
           y: box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i]),
           id: String(trace.hovertext[i]).split('<br>')[0]};
 }"""
+# The Overview's tiles: the run each links to, and where the tile ends on the screen.
+TILES = """() => Array.from(document.querySelectorAll('[data-testid=stPageLink] a')).map(a => ({
+  run: new URL(a.href).searchParams.get('run'), path: new URL(a.href).pathname,
+  bottom: a.closest('[class*=st-key-overview_tile_]').getBoundingClientRect().bottom}))"""
+MAP_DRAWN = ("() => { const gd = document.querySelector('.js-plotly-plot');"
+             " return gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length > 0); }")
 
 
-def test_explore_map_click_shows_neighbours_and_every_page_renders(app_url):
-    url, started = app_url
+def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_url, page):
+    url, started, runs = app_url
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir()
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/explore?run={DEMO_RUN}")
-        page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=120_000)
-        page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot');"
-                               " return gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length > 0); }",
-                               timeout=60_000)
-        first_map_s = time.perf_counter() - started
-        page.screenshot(path=str(ARTIFACTS / "explore_map.png"))
+    boards = standings(RunStore(runs).get(s.id) for s in RunStore(runs).list())
+    trained = {s.run_id for board in boards for s in board.tiles()}
+    best = best_self_supervised(boards).run_id
 
-        point = page.evaluate(POINT_TO_CLICK)
-        assert point["id"] and point["id"] != "train/0", point
-        page.mouse.click(point["x"], point["y"])
-        # The neighbour panel names the clicked image once the click's rerun has landed.
-        page.get_by_text(f"of {point['id']} (").first.wait_for(timeout=60_000)
-        page.get_by_text("Nearest neighbours").first.wait_for()
-        captions = page.get_by_text("d=0.")
-        assert captions.count() >= 4, "the neighbour grid shows images with their distances"
-        page.screenshot(path=str(ARTIFACTS / "explore_neighbours.png"), full_page=True)
+    opened = time.perf_counter()
+    page.goto(url)  # the default page
+    page.get_by_role("heading", name="Overview").first.wait_for(timeout=120_000)
+    page.wait_for_function(f"() => document.querySelectorAll('[data-testid=stPageLink]').length >= {len(trained)}"
+                           " && document.querySelectorAll('[data-testid=stImage] img').length >= 1"
+                           " && document.querySelector('.js-plotly-plot .barlayer') !== null", timeout=60_000)
+    overview_s = time.perf_counter() - opened
+    page.wait_for_timeout(1000)  # images and charts finish drawing
+    tiles = page.evaluate(TILES)
+    assert {t["run"] for t in tiles} == trained and all(t["path"].endswith("/explore") for t in tiles), tiles
+    assert all(explorable(RunStore(runs).get(t["run"])) is None for t in tiles), "each tile links to a run to explore"
+    assert max(t["bottom"] for t in tiles) <= VIEWPORT["height"], "the Overview fits one screen"
+    assert "Traceback" not in page.content()
+    save_for_docs(page, "overview.png")
+    page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
 
-        for name in ("Runs", "Train"):
-            page.get_by_role("link", name=name).first.click()
-            page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
-            page.wait_for_timeout(1500)
-            content = page.content()
-            assert "Traceback" not in content and "Page not found" not in content, name
-            page.screenshot(path=str(ARTIFACTS / f"{name.lower()}.png"), full_page=True)
-        browser.close()
+    page.locator(f"[data-testid=stPageLink] a[href*='run={best}']").first.click()  # the best run's tile
+    page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=120_000)
+    page.wait_for_function(MAP_DRAWN, timeout=60_000)
+    first_map_s = time.perf_counter() - started
+    assert parse_qs(urlparse(page.url).query).get("run") == [best], page.url
+    assert page.get_by_role("heading", name="Explore").first.is_visible()
+    # Explore draws the tile's run: its map's uirevision is "RUN_ID:umap" (widgets/map_figure.py).
+    shown = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.uirevision")
+    assert shown.split(":")[0] == best, shown
+    page.screenshot(path=str(ARTIFACTS / "explore_map.png"))
+
+    point = page.evaluate(POINT_TO_CLICK)
+    assert point["id"] and point["id"] != "train/0", point
+    page.mouse.click(point["x"], point["y"])
+    # The neighbour panel names the clicked image once the click's rerun has landed.
+    page.get_by_text(f"of {point['id']} (").first.wait_for(timeout=60_000)
+    page.get_by_text("Nearest neighbours").first.wait_for()
+    captions = page.get_by_text("d=0.")
+    assert captions.count() >= 4, "the neighbour grid shows images with their distances"
+    page.wait_for_timeout(500)
+    save_for_docs(page, "explore_neighbours.png", height=1150)  # the map and the first neighbours
+    page.screenshot(path=str(ARTIFACTS / "explore_neighbours.png"), full_page=True)
+
+    for name in ("Runs", "Train"):
+        page.get_by_role("link", name=name).first.click()
+        page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        content = page.content()
+        assert "Traceback" not in content and "Page not found" not in content, name
+        page.screenshot(path=str(ARTIFACTS / f"{name.lower()}.png"), full_page=True)
     (ARTIFACTS / "timing.json").write_text(json.dumps(
-        {"app_command_to_first_map_s": round(first_map_s, 1)}, indent=2) + "\n")
-    print(f"app command to first rendered map: {first_map_s:.1f} s")
+        {"app_command_to_first_map_s": round(first_map_s, 1), "overview_render_s": round(overview_s, 1)}, indent=2) + "\n")
+    print(f"app command to first rendered map: {first_map_s:.1f} s; the Overview rendered in {overview_s:.1f} s")
 
 
-COMPARED = ["demo-simclr-shapes", "demo-supervised-shapes"]
 # Plotly charts on the page, by what they draw: the aligned maps (WebGL scatters), the matrices.
 PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
   types: (gd._fullData || []).map(t => t.type),
@@ -109,44 +183,46 @@ BOX_ON_FIRST_MAP = """() => {
 }"""
 
 
-def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, tmp_path):
-    url, _ = app_url
+def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, page, tmp_path):
+    url, _, runs = app_url
     ARTIFACTS.mkdir(exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/compare?runs={','.join(COMPARED)}")
-        # Wait for both matrices, not the first: Streamlit draws the page's charts one after another.
-        page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl') && p.points > 0)"
-                               f".length === 2 && ({PLOTS})().filter(p => p.types.includes('heatmap')).length >= 2",
-                               timeout=120_000)
-        plots = page.evaluate(PLOTS)
-        maps = [p for p in plots if "scattergl" in p["types"]]
-        assert [m["points"] for m in maps] == [5000, 5000], "both maps draw every image"
-        assert sum("heatmap" in p["types"] for p in plots) == 2, "the CKA and overlap matrices"
-        page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    # The best self-supervised run and the supervised ceiling of its dataset, over the same images.
+    boards = standings(RunStore(runs).get(s.id) for s in RunStore(runs).list())
+    best = best_self_supervised(boards)
+    ceiling = next(board.ceiling for board in boards if best in board.runs)
+    assert ceiling is not None and ceiling.images == best.images
+    rows = sum(len(json.loads((runs / best.run_id / "embeddings" / f"{split}_ids.json").read_text()))
+               for split in ("train", "test"))
+    page.goto(f"{url}/compare?runs={best.run_id},{ceiling.run_id}")
+    # Wait for both matrices, not the first: Streamlit draws the page's charts one after another.
+    page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl') && p.points > 0)"
+                           f".length === 2 && ({PLOTS})().filter(p => p.types.includes('heatmap')).length >= 2",
+                           timeout=120_000)
+    plots = page.evaluate(PLOTS)
+    maps = [p for p in plots if "scattergl" in p["types"]]
+    assert [m["points"] for m in maps] == [rows, rows], "both maps draw every image"
+    assert sum("heatmap" in p["types"] for p in plots) == 2, "the CKA and overlap matrices"
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
-        box = page.evaluate(BOX_ON_FIRST_MAP)
-        page.mouse.move(box["x1"], box["y1"])
-        page.mouse.down()
-        page.mouse.move(box["x2"], box["y2"], steps=12)
-        page.mouse.up()
-        # The second map rings the selected images once the selection's rerun has landed.
-        page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl'))"
-                               ".some(p => p.names.some(n => String(n).startsWith('selected (')))",
-                               timeout=60_000)
-        page.get_by_text("Selection: ").first.wait_for(timeout=30_000)
-        ringed = [n for p in page.evaluate(PLOTS) for n in p["names"] if str(n).startswith("selected (")]
-        assert len(ringed) == 1 and int(ringed[0][len("selected ("):-1]) > 0, ringed
-        assert "Traceback" not in page.content()
-        page.screenshot(path=str(ARTIFACTS / "compare_selection.png"), full_page=True)
+    box = page.evaluate(BOX_ON_FIRST_MAP)
+    page.mouse.move(box["x1"], box["y1"])
+    page.mouse.down()
+    page.mouse.move(box["x2"], box["y2"], steps=12)
+    page.mouse.up()
+    # The second map rings the selected images once the selection's rerun has landed.
+    page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl'))"
+                           ".some(p => p.names.some(n => String(n).startsWith('selected (')))",
+                           timeout=60_000)
+    page.get_by_text("Selection: ").first.wait_for(timeout=30_000)
+    ringed = [n for p in page.evaluate(PLOTS) for n in p["names"] if str(n).startswith("selected (")]
+    assert len(ringed) == 1 and int(ringed[0][len("selected ("):-1]) > 0, ringed
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "compare_selection.png"), full_page=True)
 
-        # The download is made when the button is clicked (a few seconds for 5,000 images).
-        with page.expect_download(timeout=120_000) as download:
-            page.get_by_text("Comparison as HTML").first.click()
-        saved = tmp_path / "comparison.html"
-        download.value.save_as(saved)
-        html = saved.read_text()
-        assert html.count('class="plotly-graph-div"') == 4 and html.count('"iVBORw0KGgo') == 5000
-        browser.close()
+    # The download is made when the button is clicked (a few seconds for 5,000 images).
+    with page.expect_download(timeout=120_000) as download:
+        page.get_by_text("Comparison as HTML").first.click()
+    saved = tmp_path / "comparison.html"
+    download.value.save_as(saved)
+    html = saved.read_text()
+    assert html.count('class="plotly-graph-div"') == 4 and html.count('"iVBORw0KGgo') == rows

@@ -14,6 +14,7 @@ import streamlit as st
 
 import loaders
 from ssl_core.analyses.attention import AttentionMaps, check_rows, compute_maps, panels, why_no_maps
+from ssl_core.analyses.standings import attention_pair, attention_partner
 from ssl_core.steps.browsing import decode_upload
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
@@ -64,6 +65,17 @@ def image_count(run: Run) -> int:
     return len(loaders.images(run))
 
 
+def drawable(standing) -> bool:
+    """A finished run whose maps can be drawn (for the runs the page opens on)."""
+    return standing.status == "finished" and why_no_maps(store.get(standing.run_id)) is None
+
+
+def opening_run() -> str | None:
+    """A self-supervised ViT (DINO first) when there is one: analyses.standings.attention_pair."""
+    pair = attention_pair(loaders.standings(store), drawable)
+    return pair[0] if pair else None
+
+
 def show_maps(run: Run, maps: AttentionMaps, index: int, where: str, threshold: float | None) -> None:
     cells = panels(maps, index, threshold)
     config = run.config
@@ -75,12 +87,18 @@ def show_maps(run: Run, maps: AttentionMaps, index: int, where: str, threshold: 
 
 store = RunStore()
 st.title("Attention")
-run = pick_run(store, "attention", blocker=why_no_maps)
+run = pick_run(store, "attention", blocker=why_no_maps, default=opening_run)
 if run is None:
     st.stop()
 
 others = {s.id: describe(s, store.get(s.id)) for s in reversed(store.list())
           if not s.broken and s.id != run.id and why_no_maps(store.get(s.id)) is None}
+# A run opens beside its supervised counterpart (a self-supervised ViT beside the supervised ViT);
+# a second run chosen for it, or "(no second run)", stays while the page shows that run.
+if st.session_state.get("attention_for_run") != run.id or "attention_run_b" not in st.session_state:
+    st.session_state["attention_for_run"] = run.id
+    partner = attention_partner(loaders.standings(store), run.id, drawable)
+    st.session_state["attention_run_b"] = partner if partner in others else None
 other_id = st.selectbox("Compare with", list(others), index=None, format_func=others.get, key="attention_run_b",
                         placeholder="(no second run)",
                         help="a second run drawn under each image, e.g. a trained ViT against a random-init one")

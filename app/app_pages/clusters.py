@@ -17,7 +17,7 @@ from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
-from widgets.run_picker import pick_run
+from widgets.run_picker import best_self_supervised_id, pick_run
 
 ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}
 PAIRS_SHOWN = 24  # near-duplicate pairs drawn at once; the count covers all that pass the threshold
@@ -58,7 +58,8 @@ def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
 
 store = RunStore()
 st.title("Clusters")
-run = pick_run(store, "clusters", blocker=embedded)
+run = pick_run(store, "clusters", blocker=embedded,
+               default=lambda: best_self_supervised_id(store, embedded))
 if run is None:
     st.stop()
 if st.session_state.get("clusters_for_run") != run.id:  # a new run starts on its largest cluster

@@ -21,12 +21,14 @@ from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no
                               per_class_unavailable, run_scores, score_rows, training_curve)
 from ssl_core.steps.browsing import label_name
 from ssl_core.analyses.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
+from ssl_core.analyses.standings import comparison
 from ssl_core.steps.readiness import comparable
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run, get_display_name, validate_run_id
 from widgets.image_grid import image_grid
 from widgets.literal import literal, sentence
 from widgets.map_figure import selected_rows
+from widgets.run_picker import SELECTED_RUN
 
 QUERY_PARAM = "runs"  # ?runs=ID,ID,...: a link to a comparison
 PICKED = "compare_runs"
@@ -87,6 +89,12 @@ if len(candidates) < 2:
             f"{len(candidates)}. Train another on the Train page, or run `ssl-explorer demo` for the bundled runs.")
     st.stop()
 adopt_link(candidates, refused)
+if PICKED not in st.session_state:
+    # Opening the page: the floor, the best run of each self-supervised method and the ceiling of
+    # the dataset of the session's chosen run (else of the best self-supervised run).
+    st.session_state[PICKED] = comparison(loaders.standings(store), MAX_COMPARED,
+                                          around=st.session_state.get(SELECTED_RUN),
+                                          usable=lambda s: s.run_id in candidates)
 
 # Only runs over the same images as the first pick can join it: rows are compared image by image.
 picked = [run_id for run_id in st.session_state.get(PICKED, []) if run_id in candidates]

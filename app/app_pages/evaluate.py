@@ -17,7 +17,7 @@ from ssl_core.analyses.export import plotly_text
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.literal import literal, sentence
-from widgets.run_picker import pick_run
+from widgets.run_picker import best_self_supervised_id, pick_run
 
 EVALUATIONS = ("layers", "factors", "finetune")  # the analyses this page shows and starts
 POLL_SECONDS = 1.0
@@ -169,7 +169,8 @@ def job_panel(store: RunStore, run: Run) -> None:
 
 store = RunStore()
 st.title("Evaluate")
-run = pick_run(store, "evaluate", prefer=lambda s: s.status == "finished")
+run = pick_run(store, "evaluate", prefer=lambda s: s.status == "finished",
+               default=lambda: best_self_supervised_id(store))
 if run is None:
     st.stop()
 

@@ -18,7 +18,7 @@ from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
 from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows
-from widgets.run_picker import pick_run
+from widgets.run_picker import best_self_supervised_id, pick_run
 
 MAX_GRID = 60  # images shown for a selection; the label counts cover all of it
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
@@ -41,7 +41,8 @@ def on_map_select() -> None:
 store = RunStore()
 st.title("Explore")
 run = pick_run(store, "explore", prefer=lambda s: s.status == "finished"
-               and not {"embed", "project"} & set(missing_steps(store.get(s.id))), blocker=explorable)
+               and not {"embed", "project"} & set(missing_steps(store.get(s.id))), blocker=explorable,
+               default=lambda: best_self_supervised_id(store, explorable))
 if run is None:
     st.stop()
 try:

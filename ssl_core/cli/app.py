@@ -57,10 +57,11 @@ def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
     if args.command == "demo":
         added = install_demo_runs(store, shipped("pretrained", "ssl_explorer_demo"))
         log(f"demo runs in {store.root}: {', '.join(added) if added else 'already there'}")
+    # toolbarMode viewer: no Deploy button nor developer menu on a dashboard people present.
     command = [sys.executable, "-m", "streamlit", "run", str(app_script),
                "--server.address", args.address, "--server.port", str(args.port),
                "--server.headless", "true", "--server.maxUploadSize", "10",
-               "--browser.gatherUsageStats", "false"]
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     hosts = allowed_hosts(args.address, args.allowed_host)
     for host in hosts:
         command += ["--server.allowedHosts", host]

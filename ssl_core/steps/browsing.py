@@ -125,6 +125,18 @@ def load_explore_data(run: Run, data=None) -> ExploreData:
                        factor_levels=dict(data.factor_levels), map_kind=map_kind)
 
 
+def load_map_labels(run: Run) -> tuple[np.ndarray, np.ndarray, str]:
+    """(map coordinates (N, 2), labels (N,), "umap" | "pca"), rows train then test: what a small
+    picture of the run's map needs, read without its embeddings or its images."""
+    coords, map_kind = load_map(run)
+    labels = np.concatenate([np.load(run.embeddings_dir / files.labels(split), allow_pickle=False)
+                             for split in files.SPLITS])
+    if len(labels) != len(coords):
+        raise ValueError(f"run {run.id}: the map has {len(coords)} points for {len(labels)} labels; "
+                         f"run `ssl-explorer project {run.id}`")
+    return coords, labels, map_kind
+
+
 def decode_upload(data: bytes, resolution: int) -> np.ndarray:
     """An uploaded file -> uint8 (resolution, resolution, 3); ValueError says why it was refused."""
     if len(data) > MAX_UPLOAD_BYTES:

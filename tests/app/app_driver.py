@@ -10,7 +10,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
-PAGES = {"runs": "app_pages/runs.py", "train": "app_pages/train.py", "explore": "app_pages/explore.py",
+PAGES = {"overview": "app_pages/overview.py", "runs": "app_pages/runs.py", "train": "app_pages/train.py", "explore": "app_pages/explore.py",
          "import": "app_pages/import_page.py", "evaluate": "app_pages/evaluate.py",
          "compare": "app_pages/compare.py", "clusters": "app_pages/clusters.py",
          "attention": "app_pages/attention.py"}
@@ -20,7 +20,7 @@ def open_page(page: str, query_params: dict[str, str] | None = None) -> AppTest:
     """The whole app (streamlit_app.py, with its navigation) showing `page`, run once."""
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
-    if page != "runs":
+    if page != "overview":  # the default page
         at.switch_page(PAGES[page])
     if query_params:
         at.query_params.update(query_params)

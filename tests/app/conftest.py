@@ -43,3 +43,23 @@ def runs_dir(trained_runs, tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def run(runs_dir, trained_runs) -> Run:
     return RunStore(runs_dir).get(trained_runs[1])
+
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
+
+
+@pytest.fixture(scope="session")
+def bundled_copy(tmp_path_factory) -> Path:
+    """The bundled runs of pretrained/, whichever they are, without their weights and search
+    indexes (what the Overview and the pages' defaults read). Tests only read it."""
+    root = tmp_path_factory.mktemp("bundled") / "runs"
+    for folder in sorted(p for p in PRETRAINED.iterdir() if (p / "config.json").exists()):
+        shutil.copytree(folder, root / folder.name, ignore=shutil.ignore_patterns("checkpoint.pt", "index", ".job.lock"))
+    return root
+
+
+@pytest.fixture
+def bundled_runs(bundled_copy, monkeypatch) -> Path:
+    """The app under test reads the copy of the bundled runs ($SSL_EXPLORER_RUNS)."""
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(bundled_copy))
+    return bundled_copy

@@ -76,7 +76,8 @@ def chart(at, title_part: str) -> dict:
 
 
 def test_fewer_than_two_runs_is_a_clear_prompt(runs_root):
-    at = open_compare()
+    at = open_compare()  # opens on one dataset's runs (tests/app/test_app_defaults.py): clear them
+    at.multiselect(key="compare_runs").set_value([]).run()
     assert any("Pick at least two runs" in i for i in texts(at.info)), texts(at.info)
     at.multiselect(key="compare_runs").select(DEMOS[0]).run()
     assert any("Pick at least two runs" in i for i in texts(at.info))
@@ -85,6 +86,7 @@ def test_fewer_than_two_runs_is_a_clear_prompt(runs_root):
 
 def test_three_runs_show_scores_with_the_best_marked(runs_root):
     at = open_compare()
+    at.multiselect(key="compare_runs").set_value([]).run()
     picker = at.multiselect(key="compare_runs")
     for name in DEMOS:
         picker.select(name)
