@@ -5,7 +5,8 @@
 
 Each run is trained on `shapes` (4,000 train / 1,000 test images at 32 px), embedded, scored,
 mapped and indexed like any other run; then its checkpoint is slimmed to the method's weights
-(no optimizer state), so the folder stays a few MB and the demo opens offline at once.
+(no optimizer state), and it is bundled without its search index, which `ssl-explorer demo`
+rebuilds in a second: the folder stays a few MB and the demo opens offline.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def publish(run, name: str) -> None:
     """Copy a finished run into pretrained/NAME with its id, pid and host made the bundled ones."""
     target = HERE / name
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(run.path, target)
+    # Not the search index: `ssl-explorer demo` builds it in a second (a flat index is a copy of
+    # the embeddings, as large as they are).
+    shutil.copytree(run.path, target, ignore=shutil.ignore_patterns("index", ".job.lock"))
     status = run.read_status()
     atomic_write_json(target / "status.json", {**status, "pid": None, "host": None})
     for path in (target / "eval.json", *(target / "analysis").glob("*.json")):

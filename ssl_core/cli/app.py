@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ssl_core.cli.console import log
+from ssl_core.steps.index import index_run
 from ssl_core.store import files
 from ssl_core.store.run_store import RunStore
 
@@ -75,11 +76,17 @@ def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
 
 
 def install_demo_runs(store: RunStore, bundled: Path) -> list[str]:
-    """Copy the bundled, already-trained runs (pretrained/) into the runs folder (once)."""
+    """Copy the bundled, already-trained runs (pretrained/) into the runs folder (once), and build
+    the search index of each that lacks one: the bundle leaves out what takes a second to
+    recompute (a flat FAISS index is a copy of the embeddings)."""
     added = []
     for source in sorted(p for p in bundled.iterdir() if (p / files.CONFIG).exists()):
         target = store.root / source.name
         if not target.exists():
             shutil.copytree(source, target)
             added.append(source.name)
+        run = store.get(source.name)
+        if not run.index_path.exists():
+            log(f"{source.name}: building its search index")
+            index_run(run)
     return added
