@@ -120,7 +120,8 @@ def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_u
     page.get_by_role("heading", name="Overview").first.wait_for(timeout=120_000)
     page.wait_for_function(f"() => document.querySelectorAll('[data-testid=stPageLink]').length >= {len(trained)}"
                            " && document.querySelectorAll('[data-testid=stImage] img').length >= 1"
-                           " && document.querySelector('.js-plotly-plot .barlayer') !== null", timeout=60_000)
+                           " && document.querySelector('[data-testid=stVegaLiteChart] .mark-rect path') !== null",
+                           timeout=60_000)
     overview_s = time.perf_counter() - opened
     page.wait_for_timeout(1000)  # images and charts finish drawing
     tiles = page.evaluate(TILES)

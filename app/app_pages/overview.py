@@ -14,19 +14,20 @@ from ssl_core.analyses.standings import DatasetStandings
 from ssl_core.store.run_store import RunStore
 from widgets.literal import literal
 from widgets.run_tile import run_tile
-from widgets.standings_charts import standings_figure
+from widgets.standings_charts import standings_spec
 
 # At 1400 x 900 px with the sidebar open: two datasets side by side, each with three tiles a row
 # (two rows: six runs trained per dataset fit on one screen); one dataset beside its chart.
 TILE_WIDTH = {1: 170, 2: 140}  # px, by datasets side by side
 ROW_HEIGHT = {1: 24, 2: 17}  # px per run in a dataset's chart
+BAR_WIDTH = {1: 120, 2: 170}  # px of a kNN bar at 1.0: the chart fits its column beside the factors
 
 
 def show(index: int, board: DatasetStandings, side_by_side: int) -> None:
     """The dataset's chart, then its tiles (beside each other when it is alone)."""
     chart_col, tiles_col = st.columns([2, 3], gap="medium") if side_by_side == 1 else (st.container(),) * 2
-    chart_col.plotly_chart(standings_figure(board, ROW_HEIGHT[side_by_side]), key=f"overview_chart_{index}",
-                           config={"displayModeBar": False})
+    chart_col.vega_lite_chart(standings_spec(board, ROW_HEIGHT[side_by_side], BAR_WIDTH[side_by_side]),
+                              width="content", key=f"overview_chart_{index}")
     with tiles_col, st.container(horizontal=True, gap="small", key=f"overview_tiles_{index}"):
         for run in board.tiles():
             run_tile(store, board, run, TILE_WIDTH[side_by_side])

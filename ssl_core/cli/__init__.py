@@ -4,7 +4,8 @@
 library's errors into a message and an exit status. Each group of commands is a module that
 turns its arguments into one library call: `training` (train, also under torchrun), `runs`,
 `steps` (eval, embed, project, index, neighbors), `analyses` (analyze, compare, attention,
-export), `external` (import, encode), `app` (app, demo) and `catalog` (methods, datasets).
+export), `external` (import, encode), `app` (app), `demo` (demo: the bundled runs, then the app)
+and `catalog` (methods, datasets).
 """
 
 from __future__ import annotations

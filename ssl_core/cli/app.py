@@ -1,21 +1,30 @@
-"""`ssl-explorer app` and `ssl-explorer demo`: serve the Streamlit dashboard (app/) over the runs
-folder, answering only to this machine's names; `demo` first copies in the bundled, already
-trained runs of pretrained/. Both folders ship in the wheel (see `shipped`)."""
+"""`ssl-explorer app`: serve the Streamlit dashboard (app/) over the runs folder, answering only to
+this machine's names (`ssl-explorer demo`, ssl_core/cli/demo.py, first copies in the bundled runs).
+The app folder ships in the wheel (see `shipped`).
+
+The server runs in this process, which imports what the pages need of the library before it
+starts, so that no page waits for torch."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
-import shutil
 import socket
-import sys
 from pathlib import Path
 from typing import Sequence
 
+from streamlit.web import cli as streamlit_cli
+
+# The server runs in this process, so what its pages need of the library is imported here, before
+# it starts, and its first page finds it loaded: each run's role (floor, self-supervised,
+# supervised) comes from the methods' registry, whose import brings torch and every method (1.5 s
+# on 2 cores; bench/results/demo_start_cpu.md). Imported in a thread beside the server's start
+# instead, the Overview was on screen 5% sooner (4.4 s against 4.7 s from the command, 6 rounds on
+# a busy 2-core machine): not worth a second thread importing beside the pages.
+import ssl_core.analyses.standings  # noqa: F401
+import ssl_core.steps.browsing  # noqa: F401
 from ssl_core.cli.console import log
-from ssl_core.steps.index import index_run
-from ssl_core.store import files
 from ssl_core.store.run_store import RunStore
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -55,38 +64,18 @@ def cmd_app(args: argparse.Namespace, store: RunStore) -> int:
     app_script = shipped("app", "ssl_explorer_app") / "streamlit_app.py"
     if not app_script.exists():
         raise FileNotFoundError(f"the app is not at {app_script}: reinstall ssl-explorer")
-    if args.command == "demo":
-        added = install_demo_runs(store, shipped("pretrained", "ssl_explorer_demo"))
-        log(f"demo runs in {store.root}: {', '.join(added) if added else 'already there'}")
     # toolbarMode viewer: no Deploy button nor developer menu on a dashboard people present.
-    command = [sys.executable, "-m", "streamlit", "run", str(app_script),
-               "--server.address", args.address, "--server.port", str(args.port),
+    options = ["--server.address", args.address, "--server.port", str(args.port),
                "--server.headless", "true", "--server.maxUploadSize", "10",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     hosts = allowed_hosts(args.address, args.allowed_host)
     for host in hosts:
-        command += ["--server.allowedHosts", host]
+        options += ["--server.allowedHosts", host]
     log(f"ssl-explorer app on http://{args.address}:{args.port} (runs: {store.root}; answers to "
         f"{', '.join(hosts)}: add a name with --allowed-host)")
-    env = {**os.environ, "SSL_EXPLORER_RUNS": str(store.root.resolve())}
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Become the server (same pid), so a signal that stops `ssl-explorer app` stops the app.
-    os.execve(sys.executable, command, env)
-
-
-def install_demo_runs(store: RunStore, bundled: Path) -> list[str]:
-    """Copy the bundled, already-trained runs (pretrained/) into the runs folder (once), and build
-    the search index of each that lacks one: the bundle leaves out what takes a second to
-    recompute (a flat FAISS index is a copy of the embeddings)."""
-    added = []
-    for source in sorted(p for p in bundled.iterdir() if (p / files.CONFIG).exists()):
-        target = store.root / source.name
-        if not target.exists():
-            shutil.copytree(source, target)
-            added.append(source.name)
-        run = store.get(source.name)
-        if not run.index_path.exists():
-            log(f"{source.name}: building its search index")
-            index_run(run)
-    return added
+    os.environ["SSL_EXPLORER_RUNS"] = str(store.root.resolve())
+    # The server runs in this process (same pid: a signal that stops `ssl-explorer app` stops the
+    # app), so that its pages find the library imported: `streamlit run`'s own command line, called
+    # in-process, which exits the process when the server stops.
+    streamlit_cli.main(["run", str(app_script), *options], prog_name="streamlit")
+    return 0

@@ -123,8 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--device", default="auto")
         s.set_defaults(handler="ssl_core.cli.steps:cmd_step")
 
-    for name, text in (("app", "open the dashboard in the browser"),
-                       ("demo", "add the bundled demo runs to the runs folder, then open the dashboard")):
+    for name, text, handler in (
+            ("app", "open the dashboard in the browser", "ssl_core.cli.app:cmd_app"),
+            ("demo", "add the bundled demo runs to the runs folder, then open the dashboard",
+             "ssl_core.cli.demo:cmd_demo")):
         a = sub.add_parser(name, parents=[common], help=text)
         a.add_argument("--port", type=int, default=8501)
         a.add_argument("--address", default="127.0.0.1",
@@ -132,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                        help="another name the app is reached by (this machine's on the network, a proxy's; "
                             "'*': any); repeatable. Requests for other names are refused (DNS rebinding)")
-        a.set_defaults(handler="ssl_core.cli.app:cmd_app")
+        a.set_defaults(handler=handler)
 
     i = sub.add_parser("import", parents=[common], help="make a run from embeddings computed elsewhere and their images")
     i.add_argument("--images", required=True, help="a folder of images, or a .parquet with a column of image bytes")
