@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 from ssl_core.store.runs import Run
 from ssl_core.core.runtime import resolve_device
 from ssl_core.models.encoders import check_embeddable, check_trainable
-from ssl_core.steps.embed import embed_run
+from ssl_core.steps.embed import Shard, embed_run
 from ssl_core.steps.evaluate import evaluate_run
 from ssl_core.steps.index import index_run
 from ssl_core.steps.projection import project_run
@@ -26,16 +26,18 @@ def _step_functions() -> dict[str, Callable[..., Any]]:
 
 
 def run_post_steps(run: Run, steps: Iterable[str] = POST_STEPS, *, device: str = "auto",
-                   progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+                   progress: bool = True, log: Callable[[str], None] = print,
+                   shard: Shard | None = None) -> dict[str, Any]:
     """Run the named post-training steps in order, holding the run's lock (RunBusy when another
-    process trains or post-processes it)."""
+    process trains or post-processes it). `shard`: rank 0 of a torchrun launch embedding with
+    the other processes, which call `embed_run` with their own shard."""
     steps = list(steps)
     with run.lock("+".join(steps) or "post-process"):
-        return _post_steps(run, steps, device=device, progress=progress, log=log)
+        return _post_steps(run, steps, device=device, progress=progress, log=log, shard=shard)
 
 
 def _post_steps(run: Run, steps: list[str], *, device: str, progress: bool,
-                log: Callable[[str], None]) -> dict[str, Any]:
+                log: Callable[[str], None], shard: Shard | None = None) -> dict[str, Any]:
     """Run the named post-training steps in order; status failed (with the step) on an error,
     except on a run that had finished before: it stays finished with the error as a note
     (`Run.set_failed`), so a failed re-embed does not hide the results it left intact."""
@@ -53,7 +55,7 @@ def _post_steps(run: Run, steps: list[str], *, device: str, progress: bool,
         run.set_status("running", stage=step, **kept)
         try:
             if step == "embed":
-                results[step] = functions[step](run, device=resolve_device(device), progress=progress)
+                results[step] = functions[step](run, device=resolve_device(device), progress=progress, shard=shard)
             else:
                 results[step] = functions[step](run)
         except BaseException as e:  # a Ctrl-C too: the status must not stay "running"

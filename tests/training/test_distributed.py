@@ -8,11 +8,14 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+from ssl_core.store import files
 from ssl_core.store.run_store import RunStore
 from ssl_core.models.checkpoint import load_checkpoint
+from tiny_runs import trained_run
 
 TINY = ["--dataset", "shapes", "--backbone", "convnet", "--device", "cpu", "--train-size", "128",
         "--test-size", "64", "--batch-size", "32", "--no-progress"]
@@ -53,3 +56,22 @@ def test_a_batch_that_does_not_split_is_refused_on_every_rank(tmp_path):
                    "--no-progress", runs_dir=tmp_path)
     assert out.returncode != 0
     assert "does not split over 2 processes" in out.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_embed_a_run_as_one_does(tmp_path):
+    # Odd split sizes: the two shares differ by one row, and the rows must still come back in order.
+    run = trained_run(tmp_path, "simclr", train_size=101, test_size=37)
+    alone = {split: np.load(run.embeddings_dir / files.vectors(split)) for split in ("train", "test")}
+    ids = {split: (run.embeddings_dir / files.ids(split)).read_text() for split in ("train", "test")}
+    for path in run.embeddings_dir.iterdir():
+        path.unlink()
+    out = torchrun("embed", run.id, "--device", "cpu", runs_dir=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for split in ("train", "test"):
+        together = np.load(run.embeddings_dir / files.vectors(split))
+        assert together.shape == alone[split].shape and together.dtype == np.float16
+        np.testing.assert_allclose(together.astype(np.float32), alone[split].astype(np.float32), atol=2e-3)
+        assert (run.embeddings_dir / files.ids(split)).read_text() == ids[split]
+    assert not list(run.embeddings_dir.glob(".part-*")), "the parts are gone once joined"
+    assert run.read_status()["status"] == "finished"
