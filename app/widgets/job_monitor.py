@@ -1,4 +1,5 @@
-"""A training job as it runs: progress, speed, loss and kNN curves, cancel / resume, its log.
+"""A training job as it runs: progress, speed, loss, kNN and health curves (LiDAR, alpha-ReQ:
+label-free, with a warning when the embedding may be collapsing), cancel / resume, its log.
 
 Everything is read from the run folder (status.json, metrics.jsonl, train.log), which the job
 process writes; the app holds no handle on the process. While the job is active the panel is a
@@ -123,6 +124,27 @@ def _curves(run: Run) -> None:
             st.info(f"No kNN check ({sentence(skipped)}).")
         else:
             st.caption("no kNN check yet (one runs at the end of each epoch)")
+    _health(metrics)
+
+
+def _health(metrics: list[dict]) -> None:
+    """LiDAR and alpha-ReQ at each check (ssl_core/steps/health.py), and the newest warning."""
+    checks = [{"epoch": m.get("epoch", m.get("step")), "LiDAR": m["lidar"], "alpha-ReQ": m.get("alpha_req")}
+              for m in metrics if m.get("lidar") is not None]
+    if not checks:
+        return
+    warning = next((m.get("health_warning") for m in reversed(metrics) if "lidar" in m), None)
+    if warning:
+        st.warning(sentence(warning))
+    lidar_col, alpha_col = st.columns(2)
+    frame = pd.DataFrame(checks)
+    with lidar_col:
+        st.caption("LiDAR (label-free: how many directions tell images apart beyond their views; falls "
+                   "as a run collapses)")
+        st.line_chart(frame, x="epoch", y="LiDAR", height=200)
+    with alpha_col:
+        st.caption("alpha-ReQ (decay of the embedding's spectrum; near 1 probes well)")
+        st.line_chart(frame, x="epoch", y="alpha-ReQ", height=200)
 
 
 def _log(run: Run) -> None:

@@ -274,3 +274,13 @@ def test_an_empty_learning_rate_is_the_methods_recipe(runs_dir):
     at.selectbox(key="train_method").select("dino").run()
     assert at.number_input(key="train_lr").value is None
     assert at.number_input(key="train_lr").placeholder == f"{recipe:.1e} (dino's recipe)"
+
+
+def test_the_follow_panel_charts_the_health_and_says_when_lidar_falls(run):
+    assert any("lidar" in m and "alpha_req" in m for m in run.read_metrics()), "training measured its health"
+    at = open_page("train", {"run": run.id})
+    assert any(c.startswith("LiDAR (label-free") for c in texts(at.caption)) and not at.warning
+    run.append_metrics({"step": 99, "epoch": 9.0, "lidar": 3.0, "alpha_req": 0.4,
+                        "health_warning": "LiDAR fell to 3.0 from 40.0 (alpha-ReQ 0.40): the embedding may be collapsing"})
+    at.run()
+    assert any("may be collapsing" in w for w in texts(at.warning)), texts(at.warning)

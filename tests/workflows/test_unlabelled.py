@@ -67,6 +67,7 @@ def test_training_skips_the_knn_check_and_says_why(unlabelled):
         assert not any("knn_top1" in m for m in metrics)
         reasons = [m["knn_skipped"] for m in metrics if "knn_skipped" in m]
         assert len(reasons) == 1 and reasons[0].startswith("no labels:"), metrics
+        assert any(m.get("lidar", 0) > 1 for m in metrics), "the label-free health is measured all the same"
     assert any("loss" in m for m in trained.read_metrics())
 
 
