@@ -276,14 +276,15 @@ def test_placement_through_an_ivf_index_places_every_point_the_same_way_twice(mo
 
     def recording(x, *, ivf_threshold):
         built.append(ivf_threshold)
-        return build_index(x, ivf_threshold=ivf_threshold)
+        # a low recall target keeps nprobe at 1: one list of ~40 points searched per row
+        return build_index(x, ivf_threshold=ivf_threshold, target_recall=0.01)
 
     monkeypatch.setattr(project, "build_index", recording)
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 6, size=4000)
     vectors = (np.eye(32)[labels] * 5 + 0.3 * rng.normal(size=(4000, 32))).astype(np.float32)
     sample = sample_rows(4000, 800, seed=0)
-    # k=150 of 800: 20 lists of ~40 points, of which few are searched, often hold fewer
+    # k=150 of 800: 20 lists of ~40 points, of which one is searched, holds fewer
     first = project.place(vectors, sample, linear_layout(vectors[sample]), k=150, chunk=1000)
     assert built == [100, 800]  # the IVF index, then the exact one for the rows it left short
     np.testing.assert_array_equal(project.place(vectors, sample, linear_layout(vectors[sample]), k=150, chunk=1000),
