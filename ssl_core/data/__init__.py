@@ -3,9 +3,10 @@
 `load_dataset(cfg)` is how the rest of the library gets a dataset. `cfg.dataset` is a
 registered name, or a path to a folder of the user's own images.
 
-Beside the datasets: the files a person brings to an import, read and checked (`user_files`:
-embeddings, images, tables; `row_matching`: which image each row is; `user_metadata`: labels,
-split and colourings). `ssl_core.workflows.importer` makes the run from them.
+Beside the datasets: the files a person brings to an import, read and checked (`user_embeddings`:
+the vectors, a chunk of rows at a time; `user_files`: images, tables; `row_matching`: which image
+each row is; `user_metadata`: labels, split and colourings). `ssl_core.workflows.importer` makes
+the run from them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""The files a person brings to `ssl-explorer import`, read and checked: embeddings, images, tables.
+"""The files a person brings to `ssl-explorer import`, read and checked: images, tables (and what the
+embeddings reader shares: `InvalidImport`, `shortlist`).
 
   embeddings  .npy (N, D), or .parquet/.csv with one vector column (parquet: a list column;
               CSV: "[0.1, 0.2, ...]" text) and optionally an id column (id, filename, ...).
+              Read by `user_embeddings`, a chunk of rows at a time.
   images      a folder (every image file below it, by relative path), or a .parquet with a
               column of encoded image bytes (or Hugging Face's {"bytes", "path"} structs).
   tables      .csv/.parquet, read with pandas (labels and metadata: `user_metadata`).
@@ -52,89 +54,18 @@ def find_id_column(frame) -> str | None:
     return found[0] if found else None
 
 
+def is_vector(value: Any) -> bool:
+    """A table cell holding a vector: a list or array, or text like "[0.1, 0.2]"."""
+    return isinstance(value, (list, tuple, np.ndarray)) or (
+        isinstance(value, str) and value.lstrip().startswith("["))
+
+
 def check_regular(path: Path, what: str) -> None:
     """InvalidImport unless `path` is a regular file; a FIFO or device is refused unopened."""
     if not path.exists():
         raise InvalidImport(f"{what} {path} does not exist")
     if why := not_regular(path):
         raise InvalidImport(f"{what} {path} is {why}")
-
-
-# -- reading embeddings -----------------------------------------------------------------------
-def is_vector(value: Any) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray)) or (
-        isinstance(value, str) and value.lstrip().startswith("["))
-
-
-def _parse_vector(value: Any) -> np.ndarray:
-    if isinstance(value, str):  # "[0.1, 0.2]" (lists) or "[0.1 0.2]" (numpy arrays), as pandas writes them
-        return np.array(value.strip().strip("[]").replace(",", " ").split(), dtype=np.float64)
-    return np.asarray(value, dtype=np.float64)
-
-
-def read_embeddings(path: str | Path, column: str | None = None) -> tuple[np.ndarray, list[str] | None, Any]:
-    """An embeddings file -> (vectors float32 (N, D), ids or None, the table's other columns or None)."""
-    path = Path(path).expanduser()
-    check_regular(path, "embeddings file")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        array = _load_npy(path)
-        if array.ndim != 2 or array.shape[1] == 0:
-            raise InvalidImport(f"{path} has shape {array.shape}; embeddings must be (N, D): one row of D "
-                                "numbers per image")
-        if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
-            raise InvalidImport(f"{path} holds {array.dtype}, not real numbers")
-        return array.astype(np.float32), None, None
-    if suffix not in TABLE_SUFFIXES:
-        raise InvalidImport(f"{path}: unknown embeddings format '{path.suffix}'; use .npy, .parquet or .csv")
-    frame = read_table(path)
-    if len(frame) == 0:
-        raise InvalidImport(f"{path} has no rows")
-    if column is None:
-        vector_columns = [c for c in frame.columns
-                          if is_vector(frame[c].dropna().iloc[0] if frame[c].notna().any() else None)]
-        if len(vector_columns) != 1:
-            what = "no column" if not vector_columns else f"{len(vector_columns)} columns ({shortlist(vector_columns)})"
-            raise InvalidImport(f"{path}: {what} of vectors; there must be exactly one (columns: "
-                                f"{shortlist(list(frame.columns), 20)}), or name it with --vector-column")
-        column = vector_columns[0]
-    elif column not in frame.columns:
-        raise InvalidImport(f"{path} has no column '{column}'; its columns: {shortlist(list(frame.columns), 20)}")
-    id_column = find_id_column(frame)
-    ids = [str(v) for v in frame[id_column]] if id_column else None
-    names = ids or [f"row {i}" for i in range(len(frame))]
-    rows = []
-    for name, value in zip(names, frame[column]):
-        try:
-            rows.append(_parse_vector(value).ravel() if value is not None else np.zeros(0))
-        except (TypeError, ValueError) as e:
-            raise InvalidImport(f"{path}: the vector of {name} is not a list of numbers ({e})") from None
-    lengths = np.array([len(r) for r in rows])
-    dim = int(np.bincount(lengths).argmax())
-    wrong = [f"{n} ({length})" for n, length in zip(names, lengths) if length != dim]
-    if dim == 0 or wrong:
-        raise InvalidImport(f"{path}: vectors must all have the same length; most have {dim} numbers, "
-                            f"but {len(wrong)} differ: {shortlist(wrong)}")
-    extra = frame.drop(columns=[column] + ([id_column] if id_column else []))
-    return np.stack(rows).astype(np.float32), ids, extra
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    """The one array of a .npy file; InvalidImport names the file and what it holds instead."""
-    try:
-        loaded = np.load(path, allow_pickle=False)  # never unpickle: a file from elsewhere is data, not code
-    except (ValueError, EOFError) as e:
-        what = ("pickled Python objects, or bytes that are no .npy array at all" if "pickle" in str(e)
-                else "nothing" if isinstance(e, EOFError) else f"an incomplete array ({e})")
-        raise InvalidImport(f"{path} is not a plain numeric .npy array: it holds {what}; save the embeddings "
-                            "with np.save(path, array) of an (N, D) float array") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:  # np.load opens any zip file as an .npz archive, whatever its name
-        names = list(loaded.files)
-    raise InvalidImport(f"{path} is an .npz archive of {len(names)} arrays ({shortlist(names) or 'none'}), not one "
-                        f".npy array; save the embeddings alone with np.save, e.g. np.save('embeddings.npy', "
-                        f"np.load('{path.name}')['{names[0] if names else 'NAME'}'])")
 
 
 # -- reading images ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ssl_core.data import user_embeddings
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.evaluate import linear_cka
 from ssl_core.steps.browsing import load_explore_data, run_images
@@ -174,11 +175,39 @@ def test_refuses_vectors_of_different_lengths_naming_them(folder):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_refuses_nan_or_infinite_rows_naming_their_ids(folder, bad):
+def test_refuses_nan_or_infinite_rows_naming_the_file_the_count_and_their_ids(folder, bad):
     vectors = np.ones((10, 4))
     vectors[3, 1] = vectors[7, 0] = bad
-    refuse(folder, r"2 embeddings hold NaN or infinite values: img003.png, img007.png; .*--skip-invalid",
-           embeddings=ids_table(folder, vectors))
+    refuse(folder, r"vectors.parquet: 2 embeddings hold NaN or infinite values: img003.png, img007.png; "
+                   r".*--skip-invalid", embeddings=ids_table(folder, vectors))
+    np.save(folder / "v.npy", vectors.astype(np.float32))
+    refuse(folder, r"v.npy: 2 embeddings hold NaN or infinite values: img003.png, img007.png",
+           embeddings=folder / "v.npy")
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet"])
+def test_an_import_read_a_few_rows_at_a_time_stores_every_kept_row(tmp_path, monkeypatch, kind):
+    """Chunks of 3 rows: checking, splitting and writing meet every chunk boundary."""
+    monkeypatch.setattr(user_embeddings, "CHUNK_BYTES", 3 * 4 * 4)  # 3 rows of 4 numbers
+    names = write_images(tmp_path / "images", 40)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(40, 4)).astype(np.float32)
+    vectors[[5, 21]] = np.nan
+    if kind == "npy":
+        embeddings = tmp_path / "v.npy"
+        np.save(embeddings, vectors)
+    else:
+        order = rng.permutation(40)
+        embeddings = ids_table(tmp_path, vectors[order], [names[i] for i in order], name="v.parquet")
+    result = import_embeddings(RunStore(tmp_path / "runs"), images=tmp_path / "images", embeddings=embeddings,
+                               skip_invalid=True)
+    stored, _, ids, splits = load_all_embeddings(result.run)
+    assert sorted(ids) == sorted(set(names) - {"img005.png", "img021.png"})
+    expected = np.stack([vectors[names.index(i)] for i in ids]).astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(stored, expected)
+    assert (splits == "train").sum() == 30 and list(splits).index("test") == 30
+    assert any(w.startswith(f"{embeddings.name}: 2 embeddings hold NaN or infinite values: img005.png, "
+                            "img021.png: left out") for w in result.warnings), result.warnings
 
 
 def test_refuses_duplicate_ids(folder):
