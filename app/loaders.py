@@ -328,3 +328,20 @@ def thumbnail(run: Run) -> np.ndarray:
     """The run's map as a small picture coloured by label (widgets.map_thumbnail)."""
     labels = [run.embeddings_dir / files.labels(split) for split in files.SPLITS]
     return _thumbnail(str(run.path.parent), run.id, fingerprint(run, *_map_files(run), *labels))
+
+
+# -- label issues and subgroup gaps (analysis/label_issues.*), computed on request -------------
+@st.cache_data(max_entries=4, show_spinner=False)
+def _label_issues(root: str, run_id: str, stamp: Fingerprint) -> tuple[dict, dict[str, np.ndarray]]:
+    from ssl_core.analyses.label_issues import load_label_issues
+
+    return load_label_issues(Run(Path(root) / run_id))
+
+
+def label_issues(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """(label_issues.json, label_issues.npz arrays) of the run; None while none are stored."""
+    from ssl_core.analyses.label_issues import has_label_issues
+
+    if not has_label_issues(run):
+        return None
+    return _label_issues(str(run.path.parent), run.id, fingerprint(run, *_analysis_files(run, "label_issues")))

@@ -1,6 +1,8 @@
 """Clusters: a run's k-means and HDBSCAN clusters with their most central and most outlying
-images, its outliers (images far from all others) and its near-duplicate pairs. All of it is
-computed once by `ssl-explorer analyze RUN_ID` (or a job started here) and only read."""
+images, its outliers (images far from all others), its near-duplicate pairs, the images whose
+neighbours disagree most with their label (likely label issues) beside those neighbours, and the
+factor levels (subgroups) its kNN classifier does worst on. All of it is computed once by
+`ssl-explorer analyze RUN_ID` (or a job started here) and only read."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import streamlit as st
 import loaders
 from ssl_core.workflows import jobs
 from ssl_core.analyses.clusters import has_clusters
+from ssl_core.analyses.label_issues import has_label_issues
+from ssl_core.analyses.runner import not_applicable
 from ssl_core.steps.browsing import label_name
 from ssl_core.steps.readiness import embedded
 from ssl_core.analyses.outliers import has_outliers, pairs_above
@@ -22,7 +26,8 @@ from widgets.run_picker import best_self_supervised_id, pick_run
 ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}
 PAIRS_SHOWN = 24  # near-duplicate pairs drawn at once; the count covers all that pass the threshold
 POLL_SECONDS = 3  # while a job computes an analysis, how often the page looks for its result
-HAS_RESULT = {"clusters": has_clusters, "outliers": has_outliers}
+ISSUE_NEIGHBOURS = 7  # neighbours shown beside each likely label issue (one grid row of 8)
+HAS_RESULT = {"clusters": has_clusters, "outliers": has_outliers, "label_issues": has_label_issues}
 
 
 def caption(summary: dict, labels, row: int, row_id: str, value: str) -> str:
@@ -69,12 +74,15 @@ if st.session_state.get("clusters_for_run") != run.id:  # a new run starts on it
 try:
     clusters = loaders.clusters(run)
     outliers = loaders.outliers(run)
-    images = loaders.images(run) if clusters is not None or outliers is not None else None
+    issues = loaders.label_issues(run)
+    images = loaders.images(run) if any(r is not None for r in (clusters, outliers, issues)) else None
 except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot show the analyses of run {literal(run.id)}: {sentence(e)}")
     st.stop()
 
-clusters_tab, outliers_tab, pairs_tab = st.tabs(["Clusters", "Outliers", "Near-duplicates"])
+clusters_tab, outliers_tab, pairs_tab, issues_tab, subgroups_tab = st.tabs(
+    ["Clusters", "Outliers", "Near-duplicates", "Label issues", "Subgroup gaps"])
+unlabelled = not_applicable(run).get("label_issues")  # why a run cannot have label issues (no labels)
 
 with clusters_tab:
     if clusters is None:
@@ -182,3 +190,69 @@ with pairs_tab:
             right.image(enlarge(images[pair["b"]]),
                         caption=literal(f"{pair['id_b']} · {pair['label_name_b'] or 'unlabelled'}"))
             facts.markdown(f"similarity **{pair['similarity']:.4f}**")
+
+with issues_tab:
+    if unlabelled:
+        st.info(f"No label issues for run {literal(run.id)}: {sentence(unlabelled)}.")
+    elif issues is None:
+        not_computed(store, run, "label_issues", "label issues")
+    else:
+        summary, _ = issues
+        settings, counts = summary["settings"], summary["issues"]
+        labels, ids, class_names = loaders.labels(run)
+        scores = loaders.eval_scores(run) or {}
+        knn = (f" With a kNN top-1 of {scores['knn_top1']:.1%}, many of them are the embedding's confusions rather "
+               "than wrong labels: the list is most telling on a run that classifies well."
+               if isinstance(scores.get("knn_top1"), float) and scores["knn_top1"] < 0.9 else "")
+        st.caption(f"Score: the share of an image's {settings['k']} nearest neighbours' votes (weighted by similarity, "
+                   f"as the kNN classifier's) that went to its own label; the lowest first. Confident learning counts "
+                   f"{counts['flagged']:,} of {counts['scored_rows']:,} labelled images "
+                   f"({counts['flagged_share']:.1%}) as likely mislabelled.{knn}")
+        top = summary["top_issues"]
+        shown = len(top) if len(top) < 2 else int(st.slider(
+            "Images", min_value=1, max_value=min(len(top), 50), value=min(8, len(top)), key="clusters_issues_shown"))
+        for entry in top[:shown]:
+            neighbours = entry["neighbours"][:ISSUE_NEIGHBOURS]
+            share = f" ({entry['majority_share']:.0%})" if entry.get("majority_share") is not None else ""
+            st.markdown(f"**{literal(entry['id'])}** ({entry['split']}) · labelled **{literal(entry['label_name'])}** "
+                        f"· its neighbours say **{literal(entry['majority_name'])}**{share} · "
+                        f"score {entry['score']:.3f}")
+            image_grid(images[[entry["row"], *neighbours]],
+                       [f"{entry['id']} · labelled {entry['label_name']}"]
+                       + [f"{ids[n]} · {label_name(class_names, int(labels[n]))}" for n in neighbours], columns=8)
+
+with subgroups_tab:
+    if unlabelled:
+        st.info(f"No subgroup gaps for run {literal(run.id)}: {sentence(unlabelled)}.")
+    elif issues is None:
+        not_computed(store, run, "label_issues", "subgroup gaps")
+    else:
+        summary, _ = issues
+        groups = summary["subgroups"]
+        if not groups.get("levels"):
+            st.info(sentence(groups.get("note") or "No factor level has enough labelled test images to be scored."))
+        else:
+            settings = summary["settings"]
+            flagged = [e for e in groups["levels"] if e["flagged"]]
+            if flagged:
+                more = f"; and {len(flagged) - 3} more in the table" if len(flagged) > 3 else ""
+                st.warning("Largest gaps: " + "; ".join(
+                    f"{literal(e['factor'])} = {literal(e['level'])}: {e['top1']:.1%} against {e['rest_top1']:.1%} "
+                    f"for the rest ({e['n_test']:,} test images)" for e in flagged[:3]) + more,
+                    icon=":material/warning:")
+            else:
+                st.success("No factor level is significantly worse than the rest.")
+            table = pd.DataFrame(groups["levels"])[["factor", "level", "n_test", "top1", "rest_top1", "gap", "z",
+                                                     "flagged"]]
+            table = table.rename(columns={"n_test": "test images", "top1": "kNN top-1", "rest_top1": "rest"})
+            st.dataframe(table, hide_index=True, key="clusters_subgroups", column_config={
+                "kNN top-1": st.column_config.ProgressColumn("kNN top-1", min_value=0.0, max_value=1.0, format="%.3f"),
+                "flagged": st.column_config.CheckboxColumn("flagged")})
+            st.caption(f"Weighted kNN (k={groups.get('k', '?')}) of the "
+                       f"{groups.get('test_rows', 0):,} labelled test images against the train embeddings "
+                       f"(top-1 {groups.get('knn_top1', 0):.1%} in all), per level of each factor; continuous "
+                       f"factors cut into {settings.get('quantile_bins', 4)} quantiles. Flagged: at least "
+                       f"{settings.get('min_gap', 0.05):.0%} below the rest and below it by a z-test "
+                       f"(z ≤ −{groups['z_critical']:.2f}: 5% over all {groups['levels_tested']} levels, "
+                       "Bonferroni). "
+                       "Colour the Explore page's map by a factor to see where a level lies.")

@@ -21,6 +21,7 @@ from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no
                               per_class_unavailable, run_scores, score_rows, training_curve)
 from ssl_core.steps.browsing import label_name
 from ssl_core.analyses.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
+from ssl_core.analyses.robustness import robustness_table, severity_means
 from ssl_core.analyses.standings import comparison
 from ssl_core.steps.readiness import comparable
 from ssl_core.store.run_store import RunStore
@@ -253,6 +254,32 @@ if figure.data:
 if any(factors.values()):
     st.caption("A factor the representation reads well is one it kept; a low score on a factor its augmentations "
                "vary (colour under colour jitter, position under crops) is an invariance it learned.")
+
+# -- robustness to corruptions ----------------------------------------------------------------
+st.subheader("Robustness to corruptions")
+robustness = {run.id: read_result(run, "robustness") for run in runs}
+for run in runs:
+    if robustness[run.id] is None:
+        reason = not_applicable(run).get("robustness")
+        st.caption(f"No robustness for {literal(run.id)}: " + (f"{sentence(reason)}." if reason else
+                   f"`ssl-explorer analyze {run.id} --only robustness` computes it, or the Evaluate page's button."))
+stored = [run for run in runs if robustness[run.id] is not None]
+if stored:
+    curve_col, table_col = st.columns(2)
+    figure = go.Figure()
+    for run in stored:
+        figure.add_trace(go.Scatter(x=list(range(6)), y=severity_means(robustness[run.id]), mode="lines+markers",
+                                    name=run.id))
+    figure.update_layout(height=340, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                         title={"text": "kNN top-1, mean over the corruptions", "x": 0.01, "font": {"size": 13}},
+                         xaxis={"title": {"text": "severity (0: clean)"}, "tickvals": list(range(6))},
+                         yaxis={"tickformat": ".0%", "rangemode": "tozero"})
+    curve_col.plotly_chart(figure, key="compare_robustness")
+    table = robustness_table({run.id: robustness[run.id] for run in stored})
+    table_col.dataframe(pd.DataFrame(table), hide_index=True, key="compare_robustness_table")
+    st.caption("kNN top-1 of each run's test images under CIFAR-10-C's corruptions (Hendrycks & Dietterich 2019), "
+               "per corruption the mean over its five severities. A run that loses little from clean to corrupted "
+               "learned features its augmentations made invariant to such changes.")
 
 # -- training curves --------------------------------------------------------------------------
 st.subheader("Training curves")

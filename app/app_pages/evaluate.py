@@ -1,8 +1,8 @@
 """Evaluate: the full report of one run. The scores of eval.json (kNN, linear and few-shot
 probes, effective rank, uniformity, the collapse warning), the confusion matrix and per-class
 accuracy, and the deeper evaluations stored under analysis/: the layer-wise probe, the factor
-probe and fine-tuning. Those run on request as a background job (`ssl-explorer analyze`), whose
-progress this page follows; the page itself computes nothing."""
+probe, fine-tuning and robustness to corruptions. Those run on request as a background job
+(`ssl-explorer analyze`), whose progress this page follows; the page itself computes nothing."""
 
 from __future__ import annotations
 
@@ -12,20 +12,25 @@ import streamlit as st
 
 import loaders
 from ssl_core.workflows import jobs
-from ssl_core.analyses.runner import missing_analyses, read_job
+from ssl_core.analyses.runner import missing_analyses, not_applicable, read_job
 from ssl_core.analyses.export import plotly_text
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.literal import literal, sentence
 from widgets.run_picker import best_self_supervised_id, pick_run
 
-EVALUATIONS = ("layers", "factors", "finetune")  # the analyses this page shows and starts
+EVALUATIONS = ("layers", "factors", "finetune", "robustness")  # the analyses this page shows and starts
 POLL_SECONDS = 1.0
-TITLES = {"layers": "layer-wise probe", "factors": "factor probe", "finetune": "fine-tuning"}
+TITLES = {"layers": "layer-wise probe", "factors": "factor probe", "finetune": "fine-tuning",
+          "robustness": "robustness to corruptions"}
 
 
 def _pct(value) -> str:
     return f"{value:.1%}" if isinstance(value, (int, float)) else "–"
+
+
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
 
 
 def scores_panel(run: Run, scores: dict) -> None:
@@ -128,6 +133,34 @@ def finetune_panel(result: dict) -> None:
                f"{settings.get('backbone_lr', '?')}, {settings.get('augmentation', '')}, on {settings.get('device', '?')}.")
 
 
+def robustness_panel(result: dict) -> None:
+    st.subheader("Robustness to corruptions")
+    figure = go.Figure()
+    severities = list(range(1, 6))
+    for entry in result.get("corruptions") or []:
+        figure.add_trace(go.Scatter(
+            x=severities, y=entry["top1"], mode="lines+markers", name=entry["title"],
+            customdata=[f"{entry['parameter']} {value:g}" for value in entry["values"]],
+            hovertemplate=f"{entry['title']}, severity %{{x}} (%{{customdata}}): %{{y:.1%}}<extra></extra>"))
+    clean = result.get("clean_top1")
+    if clean is not None:
+        figure.add_hline(y=clean, line_dash="dash", line_color="grey", annotation_text=f"clean {clean:.1%}",
+                         annotation_position="top left")
+    figure.update_layout(xaxis={"title": {"text": "severity"}, "tickvals": severities},
+                         yaxis={"title": {"text": "kNN top-1"}, "tickformat": ".0%", "rangemode": "tozero"},
+                         height=360, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(figure, key="evaluate_robustness")
+    settings = result.get("settings", {})
+    used, available = settings.get("test_rows"), settings.get("test_rows_available")
+    capped = (f" (a seeded {_count(used)} of {_count(available)}, at most {_count(settings.get('max_test_rows'))})"
+              if isinstance(used, int) and isinstance(available, int) and available > used else "")
+    st.caption(f"Mean corruption accuracy (mCA) {_pct(result.get('mean_corruption_top1'))} over "
+               f"{len(result.get('corruptions') or [])} corruptions × 5 severities, against {_pct(clean)} clean: "
+               f"weighted kNN (k={settings.get('k', '?')}) of {_count(used)} test images"
+               f"{capped} against the stored train embeddings. Corruptions and severities as in CIFAR-10-C "
+               "(Hendrycks & Dietterich 2019); occlusion is a black square, as in Cutout.")
+
+
 def job_panel(store: RunStore, run: Run) -> None:
     """Progress of the analysis job, or the button that starts it; redraws itself while it runs."""
     job = read_job(run)
@@ -184,7 +217,13 @@ else:
 
 st.header("Deeper evaluations")
 job_panel(store, run)
-for name, panel in (("layers", layers_panel), ("factors", factors_panel), ("finetune", finetune_panel)):
+for name, panel in (("layers", layers_panel), ("factors", factors_panel), ("finetune", finetune_panel),
+                    ("robustness", robustness_panel)):
     result = loaders.evaluation(run, name)
     if result is not None:
         panel(result)
+if loaders.evaluation(run, "robustness") is None and "robustness" not in not_applicable(run):
+    st.subheader("Robustness to corruptions")
+    st.caption(f"Not computed yet: `ssl-explorer analyze {run.id} --only robustness` scores the test images under "
+               "noise, blur, contrast, brightness, JPEG, pixelation and occlusion (seconds on a CPU), or the button "
+               "above.")

@@ -7,6 +7,7 @@ or broken one does not stop the others.
 
     ssl-explorer analyze RUN_ID                    # every analysis not stored yet
     ssl-explorer analyze RUN_ID --only layers,factors --recompute
+    ssl-explorer analyze RUN_ID --only robustness,label_issues
 
 While `run_analyses` works it keeps analysis/job.json up to date:
     {"status": "running" | "finished" | "failed", "names": [...], "current": name | null,
@@ -26,7 +27,9 @@ import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from ssl_core.analyses.label_issues import label_issues_unavailable
 from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
+from ssl_core.analyses.robustness import robustness_unavailable
 from ssl_core.analyses.stored import result_path
 from ssl_core.store.atomic import atomic_write_json
 from ssl_core.store.processes import now_iso, owner_alive, process_start_time
@@ -40,6 +43,8 @@ ANALYSES: dict[str, str] = {
     "finetune": "ssl_core.analyses.finetune:finetune_run",
     "clusters": "ssl_core.analyses.clusters:cluster_run",
     "outliers": "ssl_core.analyses.outliers:outlier_run",
+    "robustness": "ssl_core.analyses.robustness:robustness_run",
+    "label_issues": "ssl_core.analyses.label_issues:label_issue_run",
 }
 JOB_FILE = "job.json"
 LOG_FILE = "job.log"
@@ -67,6 +72,10 @@ def not_applicable(run: Run) -> dict[str, str]:
     factors = factors_unavailable(run)
     if factors:
         reasons["factors"] = factors
+    for name, unavailable in (("robustness", robustness_unavailable), ("label_issues", label_issues_unavailable)):
+        reason = unavailable(run)
+        if reason:
+            reasons[name] = reason
     return reasons
 
 

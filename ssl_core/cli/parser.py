@@ -70,11 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler="ssl_core.cli.steps:cmd_eval")
 
     an = sub.add_parser("analyze", parents=[common],
-                        help="layer-wise and factor probes, fine-tuning, clusters, outliers of a run (stored in "
-                             "its analysis/ folder), as JSON")
+                        help="layer-wise and factor probes, fine-tuning, clusters, outliers, robustness to "
+                             "corruptions, label issues of a run (stored in its analysis/ folder), as JSON")
     an.add_argument("run_id")
     an.add_argument("--only", help="comma-separated analyses (default: every one not stored yet): "
-                                   "layers,factors,finetune,clusters,outliers")
+                                   "layers,factors,finetune,clusters,outliers,robustness,label_issues")
     an.add_argument("--recompute", action="store_true", help="run them again even if stored")
     an.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     an.add_argument("--no-progress", action="store_true", help="no progress bar")

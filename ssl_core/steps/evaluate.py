@@ -17,6 +17,8 @@ from ssl_core.store.atomic import atomic_write_json
 from ssl_core.store.runs import Run
 from ssl_core.steps.embed import load_embeddings
 
+KNN_K = 20  # neighbours of eval.json's knn_top1 (and of the analyses that compare with it), as in DINO
+
 
 def knn_predict(bank: torch.Tensor | np.ndarray, bank_labels: torch.Tensor | np.ndarray,
                 queries: torch.Tensor | np.ndarray, *, num_classes: int, k: int = 20,
@@ -149,8 +151,8 @@ def evaluate_run(run: Run) -> dict[str, Any]:
     if labelled:
         t0 = time.perf_counter()
         known = test_y >= 0
-        # k=20 predictions once: they give both top-1 and the confusion matrix.
-        predicted = knn_predict(train_x, train_y, test_x[known], num_classes=num_classes, k=20).numpy()
+        # k=KNN_K predictions once: they give both top-1 and the confusion matrix.
+        predicted = knn_predict(train_x, train_y, test_x[known], num_classes=num_classes, k=KNN_K).numpy()
         knn20 = round(float((predicted == test_y[known]).mean()), 4)
         knn200 = round(weighted_knn(train_x, train_y, test_x, test_y, num_classes=num_classes, k=200), 4)
         scores.update(knn_top1=knn20, knn_top1_k20=knn20, knn_top1_k200=knn200)

@@ -30,9 +30,11 @@ def test_with_nothing_stored_the_page_names_the_commands(run):
     infos = texts(at.info)
     assert any(f"`ssl-explorer analyze {run.id} --only clusters`" in i for i in infos), infos
     assert any(f"`ssl-explorer analyze {run.id} --only outliers`" in i for i in infos), infos
+    assert any(f"`ssl-explorer analyze {run.id} --only label_issues`" in i for i in infos), infos
     assert not at.get("image") and not at.dataframe
     assert not (run.analysis_dir / "clusters.json").exists()  # a visit computes nothing
-    assert len(at.button) == 3, [b.label for b in at.button]  # clusters, outliers, near-duplicates
+    # clusters, outliers, near-duplicates, label issues, subgroup gaps
+    assert len(at.button) == 5, [b.label for b in at.button]
 
 
 def test_a_run_without_embeddings_is_refused_with_the_reason_the_cli_gives(run, capsys):

@@ -76,6 +76,9 @@ def test_stored_evaluations_are_shown_and_the_button_is_off(run):
     atomic_write_json(folder / "finetune.json", {"modes": [
         {"mode": "frozen", "top1": 0.5, "epochs": 4, "steps": 60, "seconds": 5.0},
         {"mode": "full", "top1": 0.8, "epochs": 4, "steps": 60, "seconds": 20.0}], "settings": {}})
+    atomic_write_json(folder / "robustness.json", {"clean_top1": 0.6, "mean_corruption_top1": 0.5, "corruptions": [
+        {"name": "jpeg", "title": "JPEG", "parameter": "JPEG quality", "values": [80, 65, 58, 50, 40],
+         "top1": [0.58, 0.55, 0.5, 0.46, 0.41], "mean_top1": 0.5}], "settings": {}})
     at = open_evaluate(run.id)
     specs = charts(at)
     layer_curve = next(c["data"][0] for c in specs if c["data"][0].get("mode") == "lines+markers")

@@ -93,7 +93,7 @@ def test_analyses_run_without_labels_and_name_those_that_need_them(unlabelled):
     _, _, trained, _ = unlabelled
     result = run_analyses(trained, recompute=True, device="cpu")
     assert set(result["ran"]) == {"factors", "clusters", "outliers"}
-    assert set(result["not_applicable"]) == {"layers", "finetune"}
+    assert set(result["not_applicable"]) == {"layers", "finetune", "robustness", "label_issues"}
     assert all(reason.startswith("no labels:") for reason in result["not_applicable"].values())
     clusters = result["results"]["clusters"]
     assert clusters["labelled"] is False and clusters["scored_on"].startswith("no labels:")
