@@ -52,3 +52,14 @@ def served_app(runs_dir: Path, command: str = "app", timeout: float = 120,
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+MAP_FRAME = "iframe[src*='scatter_map']"  # the Explore map (app/widgets/scatter_map), in its own frame
+
+
+def drawn_map(page, timeout: float = 120_000):
+    """(iframe element, its frame) of the Explore map once its points are drawn."""
+    iframe = page.wait_for_selector(MAP_FRAME, timeout=timeout)
+    frame = iframe.content_frame()
+    frame.wait_for_selector("#frame[data-points]", timeout=timeout)
+    return iframe, frame

@@ -3,11 +3,12 @@
 Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a fresh runs folder and
 opens the Overview first: one screen (1400 x 900) with a tile per run trained here, each linking to
 its run in Explore. It clicks the best self-supervised run's tile, waits for its map, clicks a
-point, sees the neighbour grid, and opens the other pages. Screenshots go under test-artifacts/,
-and those of the Overview and of Explore with neighbours into docs/images/ for the README. No
-request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs are chosen from
-what the runs folder holds (analyses.standings), never by name. Also records how long the app
-took from its command to the first rendered map, and the Overview's render time.
+point, sees the neighbour grid, and opens the other pages. On the Explore map it hovers a point,
+boxes a group and zooms in until the points are drawn as their images. Screenshots go under
+test-artifacts/, and those of the Overview and of Explore with neighbours into docs/images/ for
+the README. No request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs
+are chosen from what the runs folder holds (analyses.standings), never by name. Also records how
+long the app took from its command to the first rendered map, and the Overview's render time.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from app_server import CHROMIUM, CHROMIUM_ARGS, served_app
+from app_server import CHROMIUM, CHROMIUM_ARGS, drawn_map, served_app
 from ssl_core.analyses.standings import best_self_supervised, standings
 from ssl_core.steps.readiness import explorable
 from ssl_core.store.run_store import RunStore
@@ -86,24 +89,37 @@ def save_for_docs(page, name: str, height: int = VIEWPORT["height"]) -> Path:
     return path
 
 
-# Screen position and id (first line of its hover text) of a point in the middle of a trace.
-# The point's row travels in customdata, and its hover text starts with its id.
-POINT_TO_CLICK = """() => {
-  const gd = document.querySelector('.js-plotly-plot');
-  const trace = gd._fullData.filter(t => t.x && t.x.length > 10)[1];
-  const layout = gd._fullLayout;
-  const box = gd.getBoundingClientRect();
-  const i = Math.floor(trace.x.length / 2);
-  return {x: box.left + layout.xaxis._offset + layout.xaxis.l2p(trace.x[i]),
-          y: box.top + layout.yaxis._offset + layout.yaxis.l2p(trace.y[i]),
-          id: String(trace.hovertext[i]).split('<br>')[0]};
-}"""
+def map_ids(runs: Path, run_id: str) -> list[str]:
+    """A run's image ids by row: train rows, then test rows."""
+    return [i for split in ("train", "test")
+            for i in json.loads((runs / run_id / "embeddings" / f"{split}_ids.json").read_text())]
+
+
+# Every point's place in the map frame, its row and its label's code, in the map's own order.
+POINTS = """() => { const m = window.scatterMap.map;
+  return Array.from({length: m.n}, (_, i) => [...window.scatterMap.screenOf(i), m.rows[i], m.labels[i]]); }"""
+
+
+def lone_point(points: np.ndarray, room: float = 6) -> int:
+    """The point (of POINTS) nearest the map's middle with no other point within `room` px, so
+    that a click or a hover there can only mean it; not row 0, the row shown before any click."""
+    x, y, rows = points[:, 0], points[:, 1], points[:, 2]
+    alone = np.array([np.sum((np.abs(x - x[i]) < room) & (np.abs(y - y[i]) < room)) == 1 for i in range(len(x))])
+    distance = (x - np.median(x)) ** 2 + (y - np.median(y)) ** 2
+    return int(np.argmin(np.where(alone & (rows != 0), distance, np.inf)))
+
+
+def on_page(iframe, frame, point: int) -> tuple[float, float]:
+    """Where point `point` of the map (its index in the map's own order) is on the page."""
+    box = iframe.bounding_box()
+    x, y = frame.evaluate(f"() => window.scatterMap.screenOf({point})")
+    return box["x"] + x, box["y"] + y
+
+
 # The Overview's tiles: the run each links to, and where the tile ends on the screen.
 TILES = """() => Array.from(document.querySelectorAll('[data-testid=stPageLink] a')).map(a => ({
   run: new URL(a.href).searchParams.get('run'), path: new URL(a.href).pathname,
   bottom: a.closest('[class*=st-key-overview_tile_]').getBoundingClientRect().bottom}))"""
-MAP_DRAWN = ("() => { const gd = document.querySelector('.js-plotly-plot');"
-             " return gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length > 0); }")
 
 
 def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_url, page):
@@ -133,24 +149,25 @@ def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_u
     page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
 
     page.locator(f"[data-testid=stPageLink] a[href*='run={best}']").first.click()  # the best run's tile
-    page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=120_000)
-    page.wait_for_function(MAP_DRAWN, timeout=60_000)
+    iframe, frame = drawn_map(page)
     first_map_s = time.perf_counter() - started
     assert parse_qs(urlparse(page.url).query).get("run") == [best], page.url
     assert page.get_by_role("heading", name="Explore").first.is_visible()
-    # Explore draws the tile's run: its map's uirevision is "RUN_ID:umap" (widgets/map_figure.py).
-    shown = page.evaluate("() => document.querySelector('.js-plotly-plot').layout.uirevision")
-    assert shown.split(":")[0] == best, shown
+    ids = map_ids(runs, best)
+    assert frame.evaluate("() => window.scatterMap.map.n") == len(ids), "the map draws every image of the run"
+    page.wait_for_timeout(500)
     page.screenshot(path=str(ARTIFACTS / "explore_map.png"))
 
-    point = page.evaluate(POINT_TO_CLICK)
-    assert point["id"] and point["id"] != "train/0", point
-    page.mouse.click(point["x"], point["y"])
+    points = np.array(frame.evaluate(POINTS))
+    point = lone_point(points)
+    row = int(points[point, 2])
+    page.mouse.click(*on_page(iframe, frame, point))
     # The neighbour panel names the clicked image once the click's rerun has landed.
-    page.get_by_text(f"of {point['id']} (").first.wait_for(timeout=60_000)
+    page.get_by_text(f"of {ids[row]} (").first.wait_for(timeout=60_000)
     page.get_by_text("Nearest neighbours").first.wait_for()
     captions = page.get_by_text("d=0.")
     assert captions.count() >= 4, "the neighbour grid shows images with their distances"
+    page.mouse.move(5, 5)  # off the map: no hover box in the picture
     page.wait_for_timeout(500)
     save_for_docs(page, "explore_neighbours.png", height=1150)  # the map and the first neighbours
     page.screenshot(path=str(ARTIFACTS / "explore_neighbours.png"), full_page=True)
@@ -165,6 +182,102 @@ def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_u
     (ARTIFACTS / "timing.json").write_text(json.dumps(
         {"app_command_to_first_map_s": round(first_map_s, 1), "overview_render_s": round(overview_s, 1)}, indent=2) + "\n")
     print(f"app command to first rendered map: {first_map_s:.1f} s; the Overview rendered in {overview_s:.1f} s")
+
+
+EDGE_MARGIN = 1  # px: a point this close to an edge of the box may fall on either side of it
+
+
+def clear_box(x: np.ndarray, y: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) in whole pixels of a box holding 20 to 500 points, with as few
+    as can be found within EDGE_MARGIN of its edges."""
+    rng = np.random.default_rng(0)
+    best, fewest = None, len(x)
+    for _ in range(2_000):
+        centre = rng.integers(len(x))
+        half_width, half_height = (int(h) for h in rng.integers(15, 60, size=2))
+        left, right = round(x[centre]) - half_width, round(x[centre]) + half_width
+        top, bottom = round(y[centre]) - half_height, round(y[centre]) + half_height
+        inner = ((x > left + EDGE_MARGIN) & (x < right - EDGE_MARGIN) & (y > top + EDGE_MARGIN)
+                 & (y < bottom - EDGE_MARGIN)).sum()
+        outer = ((x > left - EDGE_MARGIN) & (x < right + EDGE_MARGIN) & (y > top - EDGE_MARGIN)
+                 & (y < bottom + EDGE_MARGIN)).sum()
+        if 20 <= inner and outer <= 500 and outer - inner < fewest:
+            best, fewest = (left, top, right, bottom), outer - inner
+    assert best is not None, "no box of 20 to 500 points on the map"
+    return best
+
+
+def test_the_explore_map_shows_images_on_hover_counts_a_box_and_turns_into_images_when_zoomed(app_url, page):
+    url, _, runs = app_url
+    ARTIFACTS.mkdir(exist_ok=True)
+    best = best_self_supervised(standings(RunStore(runs).get(s.id) for s in RunStore(runs).list())).run_id
+    received = []  # websocket messages from the server, by size
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda message: received.append(len(message))))
+    page.goto(f"{url}/explore?run={best}")
+    iframe, frame = drawn_map(page)
+    page.get_by_text("Nearest neighbours").first.wait_for(timeout=60_000)
+    points = np.array(frame.evaluate(POINTS))
+    x, y, rows, label_codes = points[:, 0], points[:, 1], points[:, 2].astype(int), points[:, 3].astype(int)
+    labels = frame.evaluate("() => window.scatterMap.labelNames")
+    block = 16 + 16 * len(rows)  # the map's binary block: 16 bytes a point
+    assert max(received) >= block, "the map came as one binary message"
+
+    # Hover: the image and its label, from a sprite sheet fetched once.
+    hovered = lone_point(points)
+    started = time.perf_counter()
+    page.mouse.move(*on_page(iframe, frame, hovered))
+    frame.wait_for_function("() => document.getElementById('frame').dataset.hovered"
+                            " && document.getElementById('frame').dataset.hoverImage === 'drawn'", timeout=10_000)
+    print(f"hover image shown {time.perf_counter() - started:.2f} s after the mouse moved")
+    assert frame.evaluate("() => document.getElementById('frame').dataset.hovered") == str(rows[hovered])
+    assert frame.locator("#tip .label").text_content() == labels[label_codes[hovered]]
+    assert frame.locator("#tip .detail").text_content() == f"row {rows[hovered]}"
+    page.screenshot(path=str(ARTIFACTS / "explore_hover.png"))
+
+    # A box drawn with the mouse: the page counts the points inside it.
+    frame.locator("#mode-box").click()
+    left, top, right, bottom = clear_box(x, y)
+    inner = (x > left + EDGE_MARGIN) & (x < right - EDGE_MARGIN) & (y > top + EDGE_MARGIN) & (y < bottom - EDGE_MARGIN)
+    outer = (x > left - EDGE_MARGIN) & (x < right + EDGE_MARGIN) & (y > top - EDGE_MARGIN) & (y < bottom + EDGE_MARGIN)
+    box = iframe.bounding_box()
+    page.mouse.move(box["x"] + left - 4, box["y"] + top - 4)
+    page.mouse.down()
+    for step in np.linspace(0, 1, 16):  # at a person's pace: the map samples the mouse every 10 ms
+        page.mouse.move(box["x"] + left + step * (right - left), box["y"] + top + step * (bottom - top))
+        page.wait_for_timeout(20)
+    page.wait_for_timeout(100)
+    received.clear()
+    page.mouse.up()
+    page.get_by_text("Selection: ").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)  # the rest of the rerun
+    selected = int(page.get_by_text("Selection: ").first.text_content().split()[1].replace(",", ""))
+    cells = page.evaluate("() => Array.from(document.querySelectorAll('[data-testid=stDataFrame] table td'),"
+                          " c => c.textContent)")
+    counts = Counter({name: int(count) for name, count in zip(cells[::2], cells[1::2])})
+    assert sum(counts.values()) == selected, (counts, selected)
+    # Every point inside the box and none outside: the counts lie between those of the points
+    # surely inside and those of the points inside or on an edge (equal when no point is on one).
+    surely, maybe = Counter(labels[c] for c in label_codes[inner]), Counter(labels[c] for c in label_codes[outer])
+    assert surely <= counts <= maybe, (counts, surely, maybe)
+    print(f"box of {selected} points: {inner.sum()} surely inside, {outer.sum()} with those on its edges")
+    assert max(received) < block, f"the rerun sent the map again: a message of {max(received):,} bytes"
+    page.screenshot(path=str(ARTIFACTS / "explore_box.png"), full_page=True)
+
+    # Zoom into the densest patch until few enough points are in view to draw each as its image.
+    densest = int(np.argmax(((np.abs(x[:, None] - x) < 30) & (np.abs(y[:, None] - y) < 30)).sum(axis=1)))
+    page.mouse.move(*on_page(iframe, frame, densest))
+    for _ in range(20):
+        page.mouse.wheel(0, -250)
+        page.wait_for_timeout(150)
+        if int(frame.evaluate("() => document.getElementById('frame').dataset.inView") or 1e9) < 500:
+            break
+    frame.wait_for_function("() => +document.getElementById('frame').dataset.thumbnails > 0"
+                            " && document.getElementById('frame').dataset.thumbnails"
+                            " === document.getElementById('frame').dataset.inView", timeout=10_000)
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "explore_thumbnails.png"))
+    assert "Traceback" not in page.content()
 
 
 # Plotly charts on the page, by what they draw: the aligned maps (WebGL scatters), the matrices.

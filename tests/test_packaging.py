@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from app_server import CHROMIUM, CHROMIUM_ARGS, served_app
+from app_server import CHROMIUM, CHROMIUM_ARGS, drawn_map, served_app
 from ssl_core.cli import app as app_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # What the build reads: the rest of a clone (tests, bench, docs) stays out of the wheel.
 SOURCES = ("pyproject.toml", "README.md", "ssl_core", "app", "pretrained")
-SCRATCH = shutil.ignore_patterns("__pycache__", "*.egg-info", ".build", ".refresh")
+SCRATCH = shutil.ignore_patterns("__pycache__", "*.egg-info", ".build", ".refresh", "node_modules")
 
 
 def test_every_package_of_ssl_core_and_the_app_is_listed_for_the_wheel():
@@ -69,6 +69,10 @@ def test_the_wheel_carries_the_library_the_app_and_the_bundled_runs(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "ssl_core/cli/app.py" in names
     assert "ssl_explorer_app/streamlit_app.py" in names
+    built = {f"ssl_explorer_app/widgets/scatter_map/frontend/build/{f.name}"
+             for f in (ROOT / "app" / "widgets" / "scatter_map" / "frontend" / "build").iterdir()}
+    assert built and built <= set(names), "the map component's built frontend ships with the app"
+    assert not [n for n in names if "node_modules" in n or "/frontend/src/" in n]
     pages = {p.name for p in (ROOT / "app" / "app_pages").glob("*.py")}
     assert pages <= {Path(n).name for n in names if n.startswith("ssl_explorer_app/app_pages/")}
     for run in (p for p in (ROOT / "pretrained").iterdir() if (p / "config.json").exists()):
@@ -136,7 +140,5 @@ def test_outside_a_clone_the_demo_serves_the_bundled_runs(installed, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/explore?run={bundled[0]}")
-            page.wait_for_function("() => { const gd = document.querySelector('.js-plotly-plot');"
-                                   " return gd && gd._fullData && gd._fullData.some(t => t.x && t.x.length > 0); }",
-                                   timeout=120_000)
+            drawn_map(page)  # the map component's bundle came with the wheel
             browser.close()

@@ -4,6 +4,7 @@ run's job and is only read."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -17,8 +18,10 @@ from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
-from widgets.map_figure import MAX_DISPLAY_POINTS, cached_map_figure, colour_options, selected_rows
+from widgets.map_figure import colour_options
 from widgets.run_picker import best_self_supervised_id, pick_run
+from widgets.scatter_map import scatter_map
+from widgets.scatter_map.payload import cached_payload
 
 MAX_GRID = 60  # images shown for a selection; the label counts cover all of it
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "webp", "bmp"]
@@ -31,9 +34,8 @@ def caption(data: ExploreData, row: int, distance: float | None = None) -> str:
     return " · ".join(parts)
 
 
-def on_map_select() -> None:
+def on_map_select(rows: np.ndarray) -> None:
     """A click on one point makes it the image whose neighbours are shown."""
-    rows = selected_rows(st.session_state.get("explore_map"))
     if len(rows) == 1:
         st.session_state["explore_row"] = int(rows[0])
 
@@ -102,14 +104,17 @@ with map_col:
                                     if running else f"run `ssl-explorer project {run.id}` to make it."))
         if running:
             swap_in_umap(run)
-    figure = cached_map_figure((*loaders.explore_key(run), loaders.clusters_key(run)), colour_by, data)
-    event = st.plotly_chart(figure, key="explore_map", on_select=on_map_select,
-                            selection_mode=("points", "box", "lasso"), config={"scrollZoom": True})
+    selection = np.zeros(0, dtype=np.int64)
+    try:  # built once per run version and colouring: the browser receives it once
+        payload = cached_payload((*loaders.explore_key(run), loaders.clusters_key(run)), colour_by, data)
+    except ValueError as e:
+        st.error(f"Cannot draw the map: {sentence(e)}")
+    else:
+        selection = scatter_map(payload, images, key="explore_map", on_select=on_map_select)
     n_train = int((data.splits == "train").sum())
-    thinned = (f" The map draws a fixed sample of {MAX_DISPLAY_POINTS:,} points; search uses all of them."
-               if n > MAX_DISPLAY_POINTS else "")
-    st.caption(f"{n:,} images ({n_train:,} train, {n - n_train:,} test).{thinned} Click a point for its "
-               "nearest neighbours; draw a lasso or a box (toolbar) around a group to see its images.")
+    st.caption(f"{n:,} images ({n_train:,} train, {n - n_train:,} test). Click a point for its nearest "
+               "neighbours; Box or Lasso (above the map) picks a group to see its images. Scroll to zoom: "
+               "below about 2,000 points in view, the points show as their images.")
     st.download_button("Map as HTML (opens offline)", data=lambda: loaders.map_html(run), on_click="ignore",
                        file_name=f"{run.id}-map.html", mime="text/html", key="explore_map_html",
                        help="this map with every image on hover, in one file; `ssl-explorer export RUN_ID --out map.html`")
@@ -150,7 +155,6 @@ def focus_panel() -> None:
 with side_col:
     focus_panel()
 
-selection = selected_rows(event)
 if len(selection) > 1:
     st.subheader(f"Selection: {len(selection):,} images")
     counts_col, grid_col = st.columns([1, 4])

@@ -1,15 +1,21 @@
 """Driving the app in tests: open a page through the app's own navigation, read texts, and
-simulate a selection on the map (which AppTest has no driver for)."""
+simulate a selection on a map (which AppTest has no driver for)."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[2] / "app" / "streamlit_app.py"
+if str(APP.parent) not in sys.path:  # the app's modules, imported as the app imports them
+    sys.path.insert(0, str(APP.parent))
+
+from widgets.scatter_map.payload import encode_value  # noqa: E402  (after the path set-up above)
+
 PAGES = {"overview": "app_pages/overview.py", "runs": "app_pages/runs.py", "train": "app_pages/train.py", "explore": "app_pages/explore.py",
          "import": "app_pages/import_page.py", "evaluate": "app_pages/evaluate.py",
          "compare": "app_pages/compare.py", "clusters": "app_pages/clusters.py",
@@ -40,19 +46,36 @@ def texts(elements) -> list[str]:
     return [rendered(str(e.value)) for e in elements]
 
 
-def select_on_map(at: AppTest, rows: list[int]) -> AppTest:
-    """Run the app as if the user had selected `rows` on the map (a click: one row).
+def map_args(at: AppTest) -> dict:
+    """The JSON arguments of the page's map component (widgets/scatter_map)."""
+    return json.loads(at.get("component_instance")[0].proto.json_args)
 
-    AppTest has no driver for st.plotly_chart selections, so this sends the widget state the
-    browser would send: the chart's id with the selection JSON, whose points carry their row in
-    `customdata` as the map figure puts it there. Relies on AppTest internals (`_tree`, `_run`)."""
-    chart = at.get("plotly_chart")[0]
+
+def map_block(at: AppTest) -> bytes:
+    """The binary map block the page sends to its map component."""
+    (block,) = [a.bytes for a in at.get("component_instance")[0].proto.special_args if a.key == "payload"]
+    return block
+
+
+_sequence = 0  # of the selections sent, as the browser numbers them
+
+
+def select_on_map(at: AppTest, rows: list[int], *, sheets: list[int] = (), new: bool = True,
+                  held: int = 0) -> AppTest:
+    """Run the app as if the user had selected `rows` on the map (a click: one row; a box or a
+    lasso: many), sending the binary value the component's browser side sends. `new=False` sends
+    the last selection's number again, as the browser does when it only asks for sprite sheets;
+    `held`: the block the browser says it holds (MapPayload.digest_word).
+
+    AppTest cannot render a custom component, so this adds the component's widget state by hand.
+    Relies on AppTest internals (`_tree`, `_run`)."""
+    global _sequence
+    _sequence += new
+    element = at.get("component_instance")[0]
     states = at._tree.get_widget_states()
     state = states.widgets.add()
-    state.id = chart.proto.id
-    state.string_value = json.dumps({"selection": {
-        "points": [{"customdata": [r], "point_index": i, "curve_number": 0} for i, r in enumerate(rows)],
-        "point_indices": list(range(len(rows))), "box": [], "lasso": []}})
+    state.id = element.proto.id
+    state.bytes_value = encode_value(map_args(at)["map_tag"], _sequence, rows, sheets, held)
     at._run(states)
     assert not at.exception, [e.value for e in at.exception]
     return at

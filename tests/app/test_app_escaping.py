@@ -13,7 +13,7 @@ import re
 import pytest
 
 from app_driver import open_page, rendered
-from app_server import CHROMIUM, CHROMIUM_ARGS
+from app_server import CHROMIUM, CHROMIUM_ARGS, drawn_map
 from hostile_runs import CLASS_NAMES, IDS, LABELS, NAME, hostile_run
 from ssl_core.steps.index import index_run
 from ssl_core.store.run_store import RunStore
@@ -83,11 +83,15 @@ def test_in_a_browser_nothing_runs_and_nothing_links_out(hostile_app):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"http://127.0.0.1:{port}/explore?run={hostile.id}")
-        page.wait_for_function("() => document.querySelectorAll('.legendtext').length > 0"
-                               " && document.querySelectorAll('[data-testid=stImageCaption]').length >= 8",
+        iframe, frame = drawn_map(page, timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=stImageCaption]').length >= 8",
                                timeout=60_000)
-        legend = page.evaluate("() => Array.from(document.querySelectorAll('.legendtext'), t => t.textContent)")
+        legend = frame.evaluate("() => Array.from(document.querySelectorAll('#legend .entry'), e => e.textContent)")
         assert legend == CLASS_NAMES
+        point = frame.evaluate("() => window.scatterMap.screenOf(0)")
+        page.mouse.move(iframe.bounding_box()["x"] + point[0], iframe.bounding_box()["y"] + point[1])
+        frame.wait_for_function("() => document.getElementById('frame').dataset.hovered", timeout=10_000)
+        assert frame.locator("#tip .label").text_content() in CLASS_NAMES  # the hover box's label: text
         captions = page.evaluate("() => Array.from(document.querySelectorAll('[data-testid=stImageCaption]'),"
                                  " c => c.innerText.replaceAll('\u2060', ''))")
         for image_id, label in map(caption_parts, captions):  # each caption shows its id and label as text
@@ -95,8 +99,9 @@ def test_in_a_browser_nothing_runs_and_nothing_links_out(hostile_app):
         # What only a payload could make: its links and images, HTML tags, Markdown emphasis, LaTeX.
         markup = "a[href*='evil'], img[src*='evil'], img[src='x'], svg a, b, i, em, del, .katex"
         page.wait_for_timeout(300)  # an <img onerror> would have fired once its load failed
-        assert page.evaluate("() => window.pwned") is None
-        assert page.locator(markup).count() == 0, page.locator(markup).evaluate_all("l => l.map(e => e.outerHTML)")
+        for where in (page, frame):  # the page, and the map's frame
+            assert where.evaluate("() => window.pwned") is None
+            assert where.locator(markup).count() == 0, where.locator(markup).evaluate_all("l => l.map(e => e.outerHTML)")
 
         page.goto(f"http://127.0.0.1:{port}/explore?run={LINK_PAYLOADS[0]}")
         page.wait_for_function("text => Array.from(document.querySelectorAll('[data-testid=stAlert]'))"

@@ -24,7 +24,7 @@ def test_a_failed_re_embed_leaves_a_finished_run_explorable(run, runs_dir, capsy
     assert missing_steps(run) == []
 
     at = open_page("explore", {"run": run.id})
-    assert at.get("plotly_chart"), texts(at.warning) + texts(at.error)
+    assert at.get("component_instance"), texts(at.warning) + texts(at.error)
     assert any("failed" in w and "checkpoint.pt is corrupt" in w for w in texts(at.warning)), texts(at.warning)
     assert "Nearest neighbours" in texts(at.subheader)
     # Search by upload needs the model: it says why it cannot, instead of a traceback.

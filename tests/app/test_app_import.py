@@ -3,14 +3,13 @@ input is refused with the reason and leaves no run."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from app_driver import open_page, texts
+from app_driver import map_args, map_block, open_page, texts
+from widgets.scatter_map.payload import decode
 
 
 @pytest.fixture
@@ -50,8 +49,8 @@ def test_import_makes_a_run_that_opens_in_explore(inputs):
     at.button(key="import_open").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert texts(at.title) == ["Explore"] and at.query_params.get("run") == run_id
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert sum(len(t["x"]["bdata"] if isinstance(t["x"], dict) else t["x"]) > 0 for t in spec["data"]) == 2  # a, b
+    block = decode(map_block(at))
+    assert len(block.rows) == 30 and map_args(at)["legend"]["names"] == ["a", "b"]
     assert any("30 images (24 train, 6 test)" in c for c in texts(at.caption))
     assert any("imported with its embeddings only" in i for i in texts(at.info))  # no search by upload
 

@@ -1,4 +1,4 @@
-"""The map figure and the selection -> rows step, without Streamlit: synthetic data, no run."""
+"""The map's colourings and the Plotly selection -> rows step, without Streamlit: synthetic data, no run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_core.steps.browsing import ExploreData
-from widgets.map_figure import display_rows, map_figure, selected_rows
+from widgets.map_figure import categories, colour_options, selected_rows
 
 
 def fake_data(n: int = 30) -> ExploreData:
@@ -19,42 +19,24 @@ def fake_data(n: int = 30) -> ExploreData:
         factor_levels={"background": ("plain", "stripes")})
 
 
-def rows_of(figure) -> list[int]:
-    return sorted(int(r) for trace in figure.data for r in trace.customdata)
-
-
-def test_categorical_colourings_make_one_named_trace_per_category():
+def test_categorical_colourings_name_each_row_and_list_the_names_present_in_order():
     data = fake_data()
-    assert [t.name for t in map_figure(data, "label").data] == ["cat", "dog", "owl"]
-    assert [t.name for t in map_figure(data, "split").data] == ["train", "test"]
-    assert [t.name for t in map_figure(data, "background").data] == ["plain", "stripes"]
-    for colouring in ("label", "split", "background", "size"):
-        figure = map_figure(data, colouring)
-        assert {t.type for t in figure.data} == {"scattergl"}
-        assert rows_of(figure) == list(range(30))  # every row exactly once
+    names, order = categories(data, "label")
+    assert order == ["cat", "dog", "owl"] and names.tolist() == [["cat", "dog", "owl"][i % 3] for i in range(30)]
+    assert categories(data, "split")[1] == ["train", "test"]
+    assert categories(data, "background")[1] == ["plain", "stripes"]
+    assert categories(data, "size") is None  # continuous: a colour scale
+    assert colour_options(data) == ["label", "split", "size", "background"]
 
 
-def test_a_continuous_factor_is_one_trace_with_a_colour_scale_and_the_value_in_the_hover():
-    (trace,) = map_figure(fake_data(), "size").data
-    assert trace.marker.showscale and trace.marker.colorbar.title.text == "size"
-    assert trace.hovertext[0].startswith("img/0<br>cat<br>size ")
-
-
-def test_an_unknown_colouring_names_the_choices():
-    with pytest.raises(ValueError, match="label, split, size, background"):
-        map_figure(fake_data(), "colour")
-
-
-def test_large_maps_are_thinned_to_a_fixed_sample_for_display_only():
-    assert np.array_equal(display_rows(1_000, max_points=1_000), np.arange(1_000))
-    sample = display_rows(60_000, max_points=50_000)
-    assert len(sample) == len(np.unique(sample)) == 50_000 and np.all(np.diff(sample) > 0)
-    assert np.array_equal(sample, display_rows(60_000, max_points=50_000))  # same every rerun
-
-
-def test_a_thinned_figure_carries_the_true_row_numbers():
-    rows = np.array([3, 7, 29])
-    assert rows_of(map_figure(fake_data(), "label", rows=rows)) == [3, 7, 29]
+def test_rows_without_a_known_level_are_named_last():
+    data = fake_data()
+    data.labels = np.array([2, -1, 7, 0] + [0] * 26)  # -1: unlabelled; 7: no such class
+    names, order = categories(data, "label")
+    assert names[:4].tolist() == ["owl", "unlabelled", "unlabelled", "cat"]
+    assert order == ["cat", "owl", "unlabelled"]
+    data.factors["background"] = np.array([1, 5] + [0] * 28)
+    assert categories(data, "background")[1] == ["plain", "stripes", "?"]
 
 
 @pytest.mark.parametrize("state, rows", [

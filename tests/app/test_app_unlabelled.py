@@ -48,7 +48,7 @@ def test_train_page_says_why_there_is_no_knn_curve(runs):
 def test_explore_shows_the_map_and_neighbours_and_says_no_labels(runs):
     at = open_page("explore", {"run": runs[0]})
     assert any(t.startswith("No labels:") and "k-means cluster" in t for t in texts(at.info)), texts(at.info)
-    assert at.get("plotly_chart"), "the map is drawn"
+    assert at.get("component_instance"), "the map is drawn"
     neighbours = next(c for c in texts(at.caption) if "by cosine distance" in c)
     assert "unlabelled" in neighbours and "share its label" not in neighbours
     assert not at.error
