@@ -24,6 +24,8 @@ from ssl_core.analyses.standings import DatasetStandings, FACTORS, standings as 
 from ssl_core.data import ImageSet
 from ssl_core.steps.browsing import ExploreData, load_explore_data, load_map_labels, run_dataset, run_images
 from ssl_core.steps.index import Search, load_search
+from ssl_core.steps.map_snapshots import MapSnapshots, read_snapshots
+from ssl_core.steps.readiness import viewable
 from ssl_core.store import files
 from ssl_core.store.reading import RunFileError, read_json
 from ssl_core.steps.projection import PCA_FILE, UMAP_FILE
@@ -56,7 +58,8 @@ def _embedding_files(run: Run) -> list[Path]:
 @st.cache_data(max_entries=4, show_spinner="Loading the map…")
 def _explore_data(root: str, run_id: str, stamp: Fingerprint) -> ExploreData:
     run = Run(Path(root) / run_id)
-    return load_explore_data(run, dataset(run))
+    # A run imported without images has no dataset to load: its map data is in its folder.
+    return load_explore_data(run, dataset(run) if viewable(run) is None else None)
 
 
 # A run's dataset is read (or regenerated) once for both its map data and its images.
@@ -254,15 +257,33 @@ def outliers(run: Run) -> tuple[dict, dict[str, np.ndarray]] | None:
 
 
 @st.cache_data(max_entries=2, show_spinner=False)
-def _map_html(root: str, run_id: str, stamp: Fingerprint) -> bytes:
+def _map_html(root: str, run_id: str, stamp: Fingerprint, animation: bool = False) -> bytes:
     from ssl_core.analyses.export import map_html as page
 
-    return page(Run(Path(root) / run_id)).encode()
+    return page(Run(Path(root) / run_id), animation=animation).encode()
 
 
-def map_html(run: Run) -> bytes:
-    """The run's map as a standalone HTML page (ssl_core.analyses.export), made once per version."""
-    return _map_html(str(run.path.parent), run.id, fingerprint(run, *_score_files(run)))
+def map_html(run: Run, animation: bool = False) -> bytes:
+    """The run's map as a standalone HTML page (ssl_core.analyses.export), made once per version;
+    with the map as it learns below it when `animation`."""
+    folder = run.map_snapshots_dir
+    snapshots = sorted(folder.iterdir()) if animation and folder.is_dir() else []
+    return _map_html(str(run.path.parent), run.id, fingerprint(run, *_score_files(run), *snapshots), animation)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _map_snapshots(root: str, run_id: str, stamp: Fingerprint) -> MapSnapshots | None:
+    return read_snapshots(Run(Path(root) / run_id))
+
+
+def map_snapshots(run: Run) -> MapSnapshots | None:
+    """The map as it learns (ssl_core.steps.map_snapshots), None when the run has none;
+    RunFileError names a file that cannot be read. Keyed by snapshots.json, which training
+    rewrites after writing each new snapshot, and by every file beside it (a hand-edited one is
+    read again)."""
+    folder = run.map_snapshots_dir
+    stamp = fingerprint(run, *sorted(folder.iterdir())) if folder.is_dir() else ()
+    return _map_snapshots(str(run.path.parent), run.id, stamp)
 
 
 # -- the Evaluate page: eval.json, class names and the stored evaluations -------------------------

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_server import CHROMIUM, CHROMIUM_ARGS, drawn_map, served_app
+from app_server import CHROMIUM, CHROMIUM_ARGS, MAP_FRAME, drawn_map, served_app
 from ssl_core.analyses.standings import best_self_supervised, standings
 from ssl_core.steps.readiness import explorable
 from ssl_core.store.run_store import RunStore
@@ -116,6 +116,37 @@ def on_page(iframe, frame, point: int) -> tuple[float, float]:
     return box["x"] + x, box["y"] + y
 
 
+# Resolves after two animation frames of the map's frame: a refit (a late resize) lands within them.
+TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+def settled_on_page(iframe, frame, point: int, tries: int = 50) -> tuple[float, float]:
+    """`on_page`, once the point stands still: the same place before and after two animation
+    frames (the frame may still move on the page, or the map refit, as the page lays itself out)."""
+    place = on_page(iframe, frame, point)
+    for _ in range(tries):
+        frame.evaluate(TWO_FRAMES)
+        again = on_page(iframe, frame, point)
+        if np.allclose(again, place, atol=0.5):
+            return again
+        place = again
+    raise AssertionError(f"point {point} kept moving on the page: last at {place}")
+
+
+def click_point(page, iframe, frame, point: int, arrived, timeout: float = 60_000) -> None:
+    """Click map point `point` once it stands still and wait for `arrived` (a locator of what the
+    click shows on the page). Under load the map can still refit between measuring and clicking, so
+    a click that brought nothing within half the time is tried once more, from a fresh measurement."""
+    page.mouse.click(*settled_on_page(iframe, frame, point))
+    try:
+        arrived.wait_for(timeout=timeout / 2)
+        return
+    except playwright.TimeoutError:
+        print(f"no answer to the click on point {point} within {timeout / 2000:.0f} s: clicking it again")
+    page.mouse.click(*settled_on_page(iframe, frame, point))
+    arrived.wait_for(timeout=timeout)
+
+
 # The Overview's tiles: the run each links to, and where the tile ends on the screen.
 TILES = """() => Array.from(document.querySelectorAll('[data-testid=stPageLink] a')).map(a => ({
   run: new URL(a.href).searchParams.get('run'), path: new URL(a.href).pathname,
@@ -161,9 +192,8 @@ def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_u
     points = np.array(frame.evaluate(POINTS))
     point = lone_point(points)
     row = int(points[point, 2])
-    page.mouse.click(*on_page(iframe, frame, point))
     # The neighbour panel names the clicked image once the click's rerun has landed.
-    page.get_by_text(f"of {ids[row]} (").first.wait_for(timeout=60_000)
+    click_point(page, iframe, frame, point, page.get_by_text(f"of {ids[row]} (").first)
     page.get_by_text("Nearest neighbours").first.wait_for()
     captions = page.get_by_text("d=0.")
     assert captions.count() >= 4, "the neighbour grid shows images with their distances"
@@ -280,21 +310,13 @@ def test_the_explore_map_shows_images_on_hover_counts_a_box_and_turns_into_image
     assert "Traceback" not in page.content()
 
 
-# Plotly charts on the page, by what they draw: the aligned maps (WebGL scatters), the matrices.
+# Plotly charts on the page, by what they draw: the matrices (heatmaps); the maps are components.
 PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
   types: (gd._fullData || []).map(t => t.type),
-  names: (gd._fullData || []).map(t => t.name),
   points: (gd._fullData || []).reduce((n, t) => n + (t.x ? t.x.length : 0), 0)}))"""
-# Screen corners of a box over the middle of the first map's plot area.
-BOX_ON_FIRST_MAP = """() => {
-  const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
-    .find(g => g._fullData && g._fullData.some(t => t.type === 'scattergl'));
-  gd.scrollIntoView({block: 'center'});  // below the scores table: the mouse can only drag on screen
-  const l = gd._fullLayout, box = gd.getBoundingClientRect();
-  const x0 = box.left + l.xaxis._offset, y0 = box.top + l.yaxis._offset;
-  return {x1: x0 + 0.3 * l.xaxis._length, y1: y0 + 0.3 * l.yaxis._length,
-          x2: x0 + 0.7 * l.xaxis._length, y2: y0 + 0.7 * l.yaxis._length};
-}"""
+# The rows a map draws as selected (its own selection, or the page's highlight).
+SELECTED_ROWS = "() => window.scatterMap.plot.get('selectedPoints').map(i => window.scatterMap.map.rows[i])"
+PLOT_AREA = "() => { const r = document.getElementById('plot').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }"
 
 
 def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, page, tmp_path):
@@ -308,28 +330,43 @@ def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, p
     rows = sum(len(json.loads((runs / best.run_id / "embeddings" / f"{split}_ids.json").read_text()))
                for split in ("train", "test"))
     page.goto(f"{url}/compare?runs={best.run_id},{ceiling.run_id}")
+    page.wait_for_function(f"() => document.querySelectorAll(\"{MAP_FRAME}\").length === 2", timeout=120_000)
+    iframes = page.query_selector_all(MAP_FRAME)
+    frames = [iframe.content_frame() for iframe in iframes]
+    for frame in frames:
+        frame.wait_for_selector("#frame[data-points]", timeout=120_000)
+    assert [frame.evaluate("() => window.scatterMap.map.n") for frame in frames] == [rows, rows], \
+        "both maps draw every image"
     # Wait for both matrices, not the first: Streamlit draws the page's charts one after another.
-    page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl') && p.points > 0)"
-                           f".length === 2 && ({PLOTS})().filter(p => p.types.includes('heatmap')).length >= 2",
-                           timeout=120_000)
+    page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('heatmap')).length >= 2", timeout=120_000)
     plots = page.evaluate(PLOTS)
-    maps = [p for p in plots if "scattergl" in p["types"]]
-    assert [m["points"] for m in maps] == [rows, rows], "both maps draw every image"
     assert sum("heatmap" in p["types"] for p in plots) == 2, "the CKA and overlap matrices"
+    assert not any("scattergl" in p["types"] for p in plots), "no Plotly map beside the components"
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
 
-    box = page.evaluate(BOX_ON_FIRST_MAP)
-    page.mouse.move(box["x1"], box["y1"])
+    # A box over the middle of the first map, drawn at a person's pace (the map samples the mouse every 10 ms).
+    frames[0].locator("#mode-box").click()
+    iframes[0].scroll_into_view_if_needed()  # below the scores table: the mouse can only drag on screen
+    page.wait_for_timeout(300)
+    box = iframes[0].bounding_box()
+    left, top, width, height = frames[0].evaluate(PLOT_AREA)
+    x1, y1 = box["x"] + left + 0.3 * width, box["y"] + top + 0.3 * height
+    x2, y2 = box["x"] + left + 0.7 * width, box["y"] + top + 0.7 * height
+    page.mouse.move(x1, y1)
     page.mouse.down()
-    page.mouse.move(box["x2"], box["y2"], steps=12)
+    for step in np.linspace(0, 1, 16):
+        page.mouse.move(x1 + step * (x2 - x1), y1 + step * (y2 - y1))
+        page.wait_for_timeout(20)
+    page.wait_for_timeout(100)
     page.mouse.up()
-    # The second map rings the selected images once the selection's rerun has landed.
-    page.wait_for_function(f"() => ({PLOTS})().filter(p => p.types.includes('scattergl'))"
-                           ".some(p => p.names.some(n => String(n).startsWith('selected (')))",
-                           timeout=60_000)
-    page.get_by_text("Selection: ").first.wait_for(timeout=30_000)
-    ringed = [n for p in page.evaluate(PLOTS) for n in p["names"] if str(n).startswith("selected (")]
-    assert len(ringed) == 1 and int(ringed[0][len("selected ("):-1]) > 0, ringed
+    # The second map highlights the same images once the selection's rerun has landed.
+    page.get_by_text("Selection: ").first.wait_for(timeout=60_000)
+    selected = int(page.get_by_text("Selection: ").first.text_content().split()[1].replace(",", ""))
+    assert selected > 0
+    frames[1].wait_for_function(f"() => document.getElementById('frame').dataset.highlighted === '{selected}'",
+                                timeout=30_000)
+    first, second = (sorted(frame.evaluate(SELECTED_ROWS)) for frame in frames)
+    assert len(first) == selected and first == second, (selected, len(first), len(second))
     assert "Traceback" not in page.content()
     page.screenshot(path=str(ARTIFACTS / "compare_selection.png"), full_page=True)
 
@@ -340,3 +377,37 @@ def test_compare_shows_aligned_maps_and_cka_and_links_a_box_selection(app_url, p
     download.value.save_as(saved)
     html = saved.read_text()
     assert html.count('class="plotly-graph-div"') == 4 and html.count('"iVBORw0KGgo') == rows
+
+
+# The animation's plot (st.plotly_chart draws in the page itself, the map in its own frame): the
+# x of its first point (decoded: the figure's arrays arrive base64) and the slider's position.
+ANIMATION_STATE = """() => { const gd = document.querySelector('.js-plotly-plot');
+  return gd && gd._fullData && gd._fullData.length ? [Number(gd._fullData[0].x[0]), gd._fullLayout.sliders[0].active]
+    : null; }"""
+
+
+def test_explore_plays_the_map_as_it_learns(app_url, page):
+    # Here, not at the top: only this test writes into a run (the others read what `demo` made).
+    from ssl_core.steps.browsing import load_explore_data
+    from ssl_core.steps.map_snapshots import start_snapshots, store_snapshot
+
+    url, _, runs = app_url
+    store = RunStore(runs)
+    run = store.get(best_self_supervised(standings(store.get(s.id) for s in store.list())).run_id)
+    data = load_explore_data(run)
+    test = np.flatnonzero(data.splits == "test")[:300]
+    start_snapshots(run, [data.ids[r] for r in test], data.labels[test], data.class_names)
+    for epoch in (1, 2, 3):  # epoch t: every point at x = 10 t + a little, so each frame is told apart
+        coords = np.stack([10 * epoch + np.arange(len(test)) / len(test), np.cos(np.arange(len(test)))], axis=1)
+        store_snapshot(run, step=100 * epoch, epoch=epoch, coords=coords, seconds=0.1)
+    page.goto(f"{url}/explore?run={run.id}")
+    drawn_map(page)
+    page.get_by_text("The map as it learns (epoch by epoch").click()
+    page.wait_for_function(f"({ANIMATION_STATE})() !== null", timeout=60_000)
+    x, active = page.evaluate(ANIMATION_STATE)
+    assert 10 <= x < 11 and active == 0, (x, active)  # opens on the first snapshot
+    page.locator(".updatemenu-button").filter(has_text="Play").click()
+    page.wait_for_function(f"(() => {{ const s = ({ANIMATION_STATE})(); return s[0] >= 30 && s[1] === 2; }})()",
+                           timeout=20_000)  # played through to epoch 3, the slider with it
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explore_map_as_it_learns.png"))

@@ -14,7 +14,9 @@ def tiny_config(method: str = "simclr", *, train_size: int = 96, test_size: int 
         method={"name": method},
         train=TrainConfig(**{"epochs": epochs, "batch_size": batch_size, "device": "cpu", "log_every": 1,
                              "knn_max_bank": train_size, "knn_max_queries": test_size,
-                             "checkpoint_min_seconds": 0, **train_overrides}),
+                             # off: a map per check costs the suite seconds; tests/steps/test_map_snapshots.py
+                             # turns them on
+                             "checkpoint_min_seconds": 0, "map_snapshots": 0, **train_overrides}),
     )
 
 
@@ -104,5 +106,5 @@ def unlabelled_config(folder, method: str, *, epochs: int = 1, batch_size: int =
         backbone=BackboneConfig(name="convnet"),
         method={"name": method},
         train=TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, device="cpu", log_every=5,
-                          checkpoint_min_seconds=0),
+                          checkpoint_min_seconds=0, map_snapshots=0),  # no map per check: suite time
     )

@@ -1,33 +1,42 @@
-"""Clusters: a run's k-means and HDBSCAN clusters with their most central and most outlying
-images, its outliers (images far from all others), its near-duplicate pairs, the images whose
+"""Clusters: a run's map coloured by its k-means or HDBSCAN clusters or by outlier score (a
+click on a point shows its cluster and score and opens its cluster below), the clusters with
+their most central and most outlying images, its outliers (images far from all others), its near-duplicate pairs, the images whose
 neighbours disagree most with their label (likely label issues) beside those neighbours, and the
 factor levels (subgroups) its kNN classifier does worst on. All of it is computed once by
 `ssl-explorer analyze RUN_ID` (or a job started here) and only read."""
 
 from __future__ import annotations
 
+import zlib
+from functools import partial
+
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import loaders
 from ssl_core.workflows import jobs
-from ssl_core.analyses.clusters import has_clusters
+from ssl_core.analyses.clusters import HDBSCAN_FACTOR, KMEANS_FACTOR, has_clusters, with_cluster_factors
 from ssl_core.analyses.label_issues import has_label_issues
 from ssl_core.analyses.runner import not_applicable
 from ssl_core.steps.browsing import label_name
 from ssl_core.steps.readiness import embedded
-from ssl_core.analyses.outliers import has_outliers, pairs_above
+from ssl_core.analyses.outliers import OUTLIER_FACTOR, has_outliers, pairs_above, with_outlier_score
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
+from widgets.map_figure import LABEL
 from widgets.run_picker import best_self_supervised_id, pick_run
+from widgets.scatter_map import scatter_map
+from widgets.scatter_map.payload import cached_payload
 
 ALGORITHMS = {"kmeans": "k-means", "hdbscan": "HDBSCAN"}
 PAIRS_SHOWN = 24  # near-duplicate pairs drawn at once; the count covers all that pass the threshold
 POLL_SECONDS = 3  # while a job computes an analysis, how often the page looks for its result
 ISSUE_NEIGHBOURS = 7  # neighbours shown beside each likely label issue (one grid row of 8)
 HAS_RESULT = {"clusters": has_clusters, "outliers": has_outliers, "label_issues": has_label_issues}
+CLUSTER_FACTORS = {"kmeans": KMEANS_FACTOR, "hdbscan": HDBSCAN_FACTOR}
 
 
 def caption(summary: dict, labels, row: int, row_id: str, value: str) -> str:
@@ -61,6 +70,83 @@ def not_computed(store: RunStore, run: Run, name: str, what: str) -> None:
         wait_for(run, name)
 
 
+def on_map_select(clusters: tuple[dict, dict] | None, rows: np.ndarray) -> None:
+    """A click on a point shows it beside the map and opens its cluster (of the algorithm
+    chosen) in the Clusters tab; a noise point leaves the cluster as it was."""
+    if len(rows) != 1:
+        return
+    st.session_state["clusters_point"] = int(rows[0])
+    if clusters is not None:
+        algorithm = st.session_state.get("clusters_algorithm", "kmeans")
+        cluster = int(clusters[1][f"{algorithm}_labels"][rows[0]])
+        if cluster >= 0:
+            st.session_state["clusters_cluster"] = cluster
+
+
+def cluster_name(cluster: int) -> str:
+    return "noise" if cluster < 0 else f"cluster {cluster}"
+
+
+def point_facts(clusters, outliers, algorithm: str, row: int) -> list[str]:
+    """What the page knows of one row: its clusters (the chosen algorithm's first), its
+    outlier score and rank."""
+    facts = []
+    if clusters is not None:
+        for name in sorted(ALGORITHMS, key=lambda a: a != algorithm):
+            facts.append(f"{ALGORITHMS[name]} {cluster_name(int(clusters[1][f'{name}_labels'][row]))}")
+    if outliers is not None:
+        score, ranking = outliers[1]["score"], outliers[1]["rank"]
+        place = np.flatnonzero(ranking == row)
+        rank = f" (rank {int(place[0]) + 1:,} of {len(score):,})" if len(place) else ""
+        facts.append(f"outlier score {float(score[row]):.3f}{rank}")
+    return facts
+
+
+def cluster_map(run: Run, clusters, outliers, images, algorithm: str) -> None:
+    """The run's map coloured by the chosen algorithm's clusters, by outlier score or by label,
+    with the point clicked last beside it."""
+    try:
+        data = loaders.explore_data(run)
+        if clusters is not None:
+            data = with_cluster_factors(data, *clusters)
+        if outliers is not None:
+            data = with_outlier_score(data, outliers[1])
+    except (OSError, ValueError, KeyError) as e:
+        st.caption(f"No map: {sentence(e)}")
+        return
+    colourings = {**({"cluster": CLUSTER_FACTORS[algorithm]} if clusters is not None else {}),
+                  **({"outlier score": OUTLIER_FACTOR} if outliers is not None else {}), "label": LABEL}
+    if st.session_state.get("clusters_colour") not in colourings:
+        st.session_state.pop("clusters_colour", None)
+    colour = st.radio("Colour the map by", list(colourings), horizontal=True, key="clusters_colour")
+    # The scores are part of the key: computing the outliers again gives another colouring.
+    scores = zlib.crc32(np.ascontiguousarray(outliers[1]["score"]).tobytes()) if outliers is not None else None
+    map_col, point_col = st.columns([3, 1], gap="medium")
+    with map_col:
+        try:  # built once per version of the run's map, clusters and scores, and colouring
+            payload = cached_payload((*loaders.explore_key(run), loaders.clusters_key(run), scores),
+                                     colourings[colour], data)
+        except ValueError as e:
+            st.error(f"Cannot draw the map: {sentence(e)}")
+            return
+        selection = scatter_map(payload, images, key="clusters_map", height=520,
+                                on_select=partial(on_map_select, clusters))
+        if len(selection) > 1 and clusters is not None:
+            codes, counts = np.unique(clusters[1][f"{algorithm}_labels"][selection], return_counts=True)
+            order = np.argsort(-counts, kind="stable")
+            st.caption(f"{len(selection):,} images selected, in " + ", ".join(
+                f"{cluster_name(int(codes[i]))} ({counts[i]:,})" for i in order))
+        else:
+            st.caption("Click a point for its cluster and outlier score; Box or Lasso (above the map) picks a "
+                       "group to count its clusters.")
+    row = st.session_state.get("clusters_point")
+    if row is not None and 0 <= row < len(data.ids):
+        with point_col:
+            st.image(enlarge(images[row], 128))
+            st.markdown(f"**{literal(data.ids[row])}** · {literal(data.label_name(row))}  \n"
+                        + "  \n".join(point_facts(clusters, outliers, algorithm, row)))
+
+
 store = RunStore()
 st.title("Clusters")
 run = pick_run(store, "clusters", blocker=embedded,
@@ -70,6 +156,7 @@ if run is None:
 if st.session_state.get("clusters_for_run") != run.id:  # a new run starts on its largest cluster
     st.session_state["clusters_for_run"] = run.id
     st.session_state.pop("clusters_cluster", None)
+    st.session_state.pop("clusters_point", None)
 
 try:
     clusters = loaders.clusters(run)
@@ -80,6 +167,13 @@ except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot show the analyses of run {literal(run.id)}: {sentence(e)}")
     st.stop()
 
+algorithm = "kmeans"
+if clusters is not None:  # above the map: the map and the Clusters tab show the same clusters
+    algorithm = st.radio("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get, horizontal=True,
+                         key="clusters_algorithm")
+if clusters is not None or outliers is not None:
+    cluster_map(run, clusters, outliers, images, algorithm)
+
 clusters_tab, outliers_tab, pairs_tab, issues_tab, subgroups_tab = st.tabs(
     ["Clusters", "Outliers", "Near-duplicates", "Label issues", "Subgroup gaps"])
 unlabelled = not_applicable(run).get("label_issues")  # why a run cannot have label issues (no labels)
@@ -89,8 +183,6 @@ with clusters_tab:
         not_computed(store, run, "clusters", "clusters")
     else:
         summary, arrays = clusters
-        algorithm = st.radio("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get, horizontal=True,
-                             key="clusters_algorithm")
         result = summary[algorithm]
         settings = summary["settings"][algorithm]
         facts = [f"{result['num_clusters']} clusters of {summary['num_rows']:,} images"]
@@ -148,7 +240,7 @@ with clusters_tab:
                 st.subheader(f"Cluster {chosen}: {title} images")
                 image_grid(images[rows], [caption(summary, labels, row, row_id, f"d={distance[row]:.3f}")
                                           for row, row_id in zip(rows, ids)], columns=8)
-            st.caption("d: cosine distance to the cluster's centre. Colour the map by cluster on the Explore page.")
+            st.caption("d: cosine distance to the cluster's centre.")
 
 with outliers_tab:
     if outliers is None:

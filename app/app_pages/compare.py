@@ -1,5 +1,6 @@
 """Compare: 2 to 4 runs over the same images side by side. Their scores (the best marked), their
-maps aligned onto the first run's with a selection on one map ringed on the others, how alike
+maps (Explore's WebGL map, every point drawn) aligned onto the first run's with a selection on
+one map highlighted on the others, how alike
 their representations are (CKA, k-NN overlap), per-class accuracy, which known factors and which
 depths each keeps (from stored probes), training curves, and the
 whole as a standalone HTML file or the scores as CSV. Everything is read from the run folders;
@@ -7,6 +8,7 @@ the matrices and aligned maps are computed once per version of the runs and cach
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -19,17 +21,18 @@ from ssl_core.analyses.stored import read_result
 from ssl_core.analyses.runner import not_applicable
 from ssl_core.analyses.compare import (DIRECTION_NOTES, best_of, knn_skipped, no_label_scores, per_class_accuracy,
                               per_class_unavailable, run_scores, score_rows, training_curve)
-from ssl_core.steps.browsing import label_name
-from ssl_core.analyses.export import MAX_COMPARED, map_figure, matrix_figure, metrics_csv, plotly_text
+from ssl_core.analyses.export import MAX_COMPARED, matrix_figure, metrics_csv, plotly_text
 from ssl_core.analyses.robustness import robustness_table, severity_means
 from ssl_core.analyses.standings import comparison
-from ssl_core.steps.readiness import comparable
+from ssl_core.steps.readiness import comparable, viewable
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run, get_display_name, validate_run_id
 from widgets.image_grid import image_grid
 from widgets.literal import literal, sentence
-from widgets.map_figure import selected_rows
+from widgets.map_figure import colour_options
 from widgets.run_picker import SELECTED_RUN
+from widgets.scatter_map import scatter_map
+from widgets.scatter_map.payload import cached_payload
 
 QUERY_PARAM = "runs"  # ?runs=ID,ID,...: a link to a comparison
 PICKED = "compare_runs"
@@ -66,10 +69,9 @@ def adopt_link(candidates: dict[str, Run], refused: dict[str, str]) -> None:
     st.session_state[PICKED] = picked
 
 
-def on_select(index: int) -> None:
-    """A box or lasso on map `index` becomes the selection ringed on the other maps; clearing it
-    there clears it."""
-    rows = selected_rows(st.session_state.get(f"compare_map_{index}"))
+def on_select(index: int, rows: np.ndarray) -> None:
+    """A selection on map `index` (a click, a box or a lasso) becomes the one highlighted on the
+    other maps; clearing it there clears it."""
     if len(rows):
         st.session_state[SELECTION] = {"source": index, "rows": rows.tolist()}
     elif st.session_state.get(SELECTION, {}).get("source") == index:
@@ -152,33 +154,46 @@ if unlabelled:
 st.subheader("Maps")
 try:
     maps = loaders.aligned_maps(runs)
-    labels, ids, class_names = loaders.labels(runs[0])
-except (OSError, ValueError) as e:
+    base = loaders.explore_data(runs[0])  # labels, splits and factors: the runs share their images
+except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot show the maps: {sentence(e)}")
     st.stop()
 selection = st.session_state.get(SELECTION)
+if st.session_state.get("compare_colour") not in colour_options(base):
+    st.session_state.pop("compare_colour", None)  # a factor of runs compared before, not of these
+colour_by = st.selectbox("Colour by", colour_options(base), key="compare_colour",
+                         help="the label, the split or one of the dataset's known factors, on every map")
 st.caption("Each map after the first is rotated, scaled and shifted onto the first (orthogonal Procrustes), so "
-           "the same image sits in about the same place. Draw a box or a lasso on one map: the same images are "
-           "ringed on the others.")
+           "the same image sits in about the same place. Box or Lasso (above a map) picks a group: the same "
+           "images are highlighted on the others.")
+images = loaders.images(runs[0]) if viewable(runs[0]) is None else None  # None: imported without images
 per_row = 2 if len(runs) == 4 else len(runs)
 for start in range(0, len(runs), per_row):
     for column, i in zip(st.columns(per_row), range(start, min(start + per_row, len(runs)))):
         coords, kind = maps[i]
-        highlight = (np.array(selection["rows"]) if selection and selection["source"] != i else None)
-        title = f"{plotly_text(label_of(runs[i]))} · {kind.upper()}" + (" (aligned)" if i else "")
-        figure = map_figure(coords, labels, class_names, ids, title=title, highlight=highlight, height=440)
-        figure.update_layout(uirevision=f"{runs[i].id}:{kind}", dragmode="select", showlegend=i == 0)
+        data = replace(base, run_id=runs[i].id, coords=coords, map_kind=kind)
+        # Every map, the one it was made on included, draws the selection: a map that showed an
+        # earlier one from another map would otherwise keep it.
+        highlight = np.array(selection["rows"] if selection else [], dtype=np.int64)
         with column:
-            st.plotly_chart(figure, key=f"compare_map_{i}", on_select=partial(on_select, i),
-                            selection_mode=("box", "lasso"), config={"scrollZoom": True})
+            st.markdown(f"**{literal(label_of(runs[i]))}**" + (" (aligned)" if i else ""))
+            try:  # built once per version of the two runs' maps and colouring
+                payload = cached_payload(("compare", loaders.explore_key(runs[0]), loaders.explore_key(runs[i])),
+                                         colour_by, data)
+            except ValueError as e:
+                st.error(f"Cannot draw the map of {literal(runs[i].id)}: {sentence(e)}")
+                continue
+            scatter_map(payload, images, key=f"compare_map_{i}", height=440, on_select=partial(on_select, i),
+                        highlight=highlight)
 if selection:
     rows = selection["rows"]
     st.markdown(f"**Selection: {len(rows)} images** on the map of {literal(runs[selection['source']].id)}, "
-                "ringed on the others")
-    images = loaders.images(runs[0])
+                "highlighted on the others")
     shown = rows[:MAX_SHOWN]
-    image_grid(images[shown], [f"{ids[r]} · {label_name(class_names, int(labels[r]))}" for r in shown],
-               columns=MAX_SHOWN // 2)
+    if images is None:
+        st.caption(", ".join(f"{base.ids[r]} · {base.label_name(r)}" for r in shown) + " (imported without images)")
+    else:
+        image_grid(images[shown], [f"{base.ids[r]} · {base.label_name(r)}" for r in shown], columns=MAX_SHOWN // 2)
     if len(rows) > MAX_SHOWN:
         st.caption(f"showing the first {MAX_SHOWN} of {len(rows)}")
 
@@ -208,6 +223,7 @@ present = [run for run in runs if per_class[run.id] is not None]
 if len(present) >= 2:
     reference = present[0]
     count = max(len(per_class[run.id]) for run in present)
+    class_names = base.class_names
     frame = pd.DataFrame({"class": [class_names[c] if c < len(class_names) else str(c) for c in range(count)]})
     for run in present:
         values = per_class[run.id]

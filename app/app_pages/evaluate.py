@@ -53,6 +53,9 @@ def scores_panel(run: Run, scores: dict) -> None:
     uniform.metric("uniformity", f"{scores['uniformity']:.3f}" if scores.get("uniformity") is not None else "–",
                    help="log E exp(-2|u-v|²) over pairs: lower is more evenly spread on the sphere")
     dims.metric("images", f"{scores.get('num_train', 0):,} train · {scores.get('num_test', 0):,} test")
+    if "scored_test" in scores:  # a large run: steps.evaluate scores a seeded sample of its splits
+        st.caption(f"Scored on a seeded sample: {scores['scored_train']:,} train and {scores['scored_test']:,} "
+                   "test rows (kNN, linear probes and the confusion matrix).")
 
 
 def confusion_panel(run: Run, scores: dict, names: list[str]) -> None:

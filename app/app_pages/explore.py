@@ -13,11 +13,12 @@ from ssl_core.analyses.clusters import KMEANS_FACTOR, with_cluster_factors
 from ssl_core.models.encoders import has_encoder
 from ssl_core.steps.browsing import ExploreData, decode_upload, encode_upload
 from ssl_core.steps.projection import UMAP_FILE
-from ssl_core.steps.readiness import explorable, mapping_now, missing_steps, refuse, searchable
+from ssl_core.steps.readiness import explorable, mapping_now, missing_steps, refuse, searchable, viewable
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.image_grid import enlarge, image_grid
 from widgets.literal import literal, sentence
+from widgets.map_animation import map_animation
 from widgets.map_figure import colour_options
 from widgets.run_picker import best_self_supervised_id, pick_run
 from widgets.scatter_map import scatter_map
@@ -32,6 +33,16 @@ def caption(data: ExploreData, row: int, distance: float | None = None) -> str:
     """'id · d=0.123 · label': what a browser test and a person both read under an image."""
     parts = [data.ids[row]] + ([f"d={distance:.3f}"] if distance is not None else []) + [data.label_name(row)]
     return " · ".join(parts)
+
+
+def rows_table(data: ExploreData, rows: np.ndarray, distances: np.ndarray | None = None) -> None:
+    """Rows as a table of id, label and split (and distance d): what a run without images shows
+    where other runs show pictures."""
+    table = {"row": rows, "id": [data.ids[r] for r in rows], "label": [data.label_name(r) for r in rows],
+             "split": data.splits[rows]}
+    if distances is not None:
+        table["d"] = np.round(distances, 3)
+    st.dataframe(pd.DataFrame(table), hide_index=True)
 
 
 def on_map_select(rows: np.ndarray) -> None:
@@ -49,11 +60,14 @@ if run is None:
     st.stop()
 try:
     data = loaders.explore_data(run)
-    images = loaders.images(run)
+    no_images = viewable(run)  # imported from its embeddings alone: ids and labels stand in for pictures
+    images = None if no_images else loaders.images(run)
     last_error = run.read_status().get("last_error")  # a step run again that failed (Run.set_failed)
 except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot show run {literal(run.id)}: {sentence(e)}")
     st.stop()
+if no_images:
+    st.info(f"{sentence(no_images).rstrip('.')}. The map, hover, selection and neighbours show ids and labels.")
 if last_error:
     st.warning(f"The last step run again on this run failed, so what you see is from before it: "
                f"{sentence(last_error)}")
@@ -114,10 +128,20 @@ with map_col:
     n_train = int((data.splits == "train").sum())
     st.caption(f"{n:,} images ({n_train:,} train, {n - n_train:,} test). Click a point for its nearest "
                "neighbours; Box or Lasso (above the map) picks a group to see its images. Scroll to zoom: "
-               "below about 2,000 points in view, the points show as their images.")
+               "below about 2,000 points in view, the points show as their images."
+               if images is not None else
+               f"{n:,} rows ({n_train:,} train, {n - n_train:,} test), no images. Click a point for its nearest "
+               "neighbours; Box or Lasso (above the map) picks a group to list its rows.")
+    # The HTML map carries every image: a run without them has nothing to put in it.
     st.download_button("Map as HTML (opens offline)", data=lambda: loaders.map_html(run), on_click="ignore",
                        file_name=f"{run.id}-map.html", mime="text/html", key="explore_map_html",
-                       help="this map with every image on hover, in one file; `ssl-explorer export RUN_ID --out map.html`")
+                       disabled=images is None,
+                       help=sentence(no_images) if no_images else
+                       "this map with every image on hover, in one file; `ssl-explorer export RUN_ID --out map.html`")
+    # Off until asked: the animation sends every snapshot's points to the browser.
+    if st.toggle("The map as it learns (epoch by epoch, from training)", key="explore_learning",
+                 help="the held-out images mapped at each kNN check of training, played as an animation"):
+        map_animation(run, data, colour_by)
 
 
 @st.fragment
@@ -129,7 +153,10 @@ def focus_panel() -> None:
                                    help="rows count train images, then test images; a click on the map sets it"))
     k = int(k_col.slider("k", min_value=1, max_value=min(50, n - 1), value=min(8, n - 1), key="explore_k"))
     picture, facts = st.columns([1, 2])
-    picture.image(enlarge(images[row], 128))
+    if images is not None:
+        picture.image(enlarge(images[row], 128))
+    else:
+        picture.caption("no image (imported without images)")
     facts.markdown(f"**{literal(data.ids[row])}**  \n{literal(data.label_name(row))} · {literal(data.splits[row])}")
     for name, values in data.factors.items():
         levels = data.factor_levels.get(name)
@@ -149,7 +176,10 @@ def focus_panel() -> None:
         same = int((data.labels[rows] == data.labels[row]).sum())
         agreement = f": **{same} of {len(rows)} share its label**"
     st.caption(f"of {literal(data.ids[row])} ({literal(data.label_name(row))}), by cosine distance d{agreement}")
-    image_grid(images[rows], [caption(data, r, d) for r, d in zip(rows, distances)], columns=4)
+    if images is None:
+        rows_table(data, rows, distances)
+    else:
+        image_grid(images[rows], [caption(data, r, d) for r, d in zip(rows, distances)], columns=4)
 
 
 with side_col:
@@ -163,7 +193,10 @@ if len(selection) > 1:
         if len(selection) > MAX_GRID:
             st.caption(f"showing the first {MAX_GRID} of {len(selection):,}")
         shown = selection[:MAX_GRID]
-        image_grid(images[shown], [caption(data, r) for r in shown], columns=8)
+        if images is None:
+            rows_table(data, shown)
+        else:
+            image_grid(images[shown], [caption(data, r) for r in shown], columns=8)
 
 
 @st.fragment

@@ -58,8 +58,10 @@ def import_embeddings_form(store: RunStore) -> None:
 
     st.caption("Embeddings from another model and the images they belong to: paths on the machine running "
                "this app. The map, clusters, neighbours and (with labels) scores then work as for a trained run.")
-    images = st.text_input("Images", key="import_images", placeholder="/data/photos or /data/images.parquet",
-                           help="a folder of image files, or a .parquet file with a column of encoded image bytes")
+    images = st.text_input("Images (optional)", key="import_images", placeholder="/data/photos or /data/images.parquet",
+                           help="a folder of image files, or a .parquet file with a column of encoded image bytes; "
+                                "without images the run is its vectors alone: the map and neighbours show ids and "
+                                "labels, no pictures")
     embeddings = st.text_input("Embeddings", key="import_embeddings", placeholder="/data/vectors.npy",
                                help=".npy (N x D), or .parquet/.csv with one vector column and an optional id "
                                     "column (id, filename, ...) to match images by file name")
@@ -74,11 +76,11 @@ def import_embeddings_form(store: RunStore) -> None:
                                      key="import_resolution")
         skip_invalid = st.checkbox("Leave out rows with NaN/infinite vectors or unreadable images",
                                    key="import_skip_invalid", help="each one is named in a warning")
-    missing = [what for what, value in (("images", images), ("embeddings", embeddings)) if not value.strip()]
+    missing = [what for what, value in (("embeddings", embeddings),) if not value.strip()]
     if st.button("Import", key="import_start", type="primary", disabled=bool(missing),
                  help=f"give the {' and '.join(missing)} first" if missing else None):
         def work(progress):
-            result = import_embeddings(store, images=images.strip(), embeddings=embeddings.strip(),
+            result = import_embeddings(store, images=optional(images), embeddings=embeddings.strip(),
                                        labels=optional(labels), name=optional(name), match=match,
                                        resolution=int(resolution), skip_invalid=skip_invalid, progress=progress)
             return result.run.id, result.notes, result.warnings

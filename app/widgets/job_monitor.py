@@ -1,5 +1,6 @@
 """A training job as it runs: progress, speed, loss, kNN and health curves (LiDAR, alpha-ReQ:
-label-free, with a warning when the embedding may be collapsing), cancel / resume, its log.
+label-free, with a warning when the embedding may be collapsing), the newest map snapshot (the
+map as it learns), cancel / resume, its log.
 
 Everything is read from the run folder (status.json, metrics.jsonl, train.log), which the job
 process writes; the app holds no handle on the process. While the job is active the panel is a
@@ -17,6 +18,7 @@ from ssl_core.steps.readiness import explorable, job_at_work, resumable
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.literal import literal, sentence
+from widgets.map_animation import newest_snapshot
 
 REFRESH_S = 2
 LOG_TAIL_BYTES = 16_000
@@ -45,6 +47,7 @@ def job_monitor(store: RunStore, run: Run) -> None:
         _progress(run, status)
         _actions(store, run, status)
         _curves(run)
+        newest_snapshot(run)
         _log(run)
 
     panel()

@@ -1,11 +1,8 @@
-"""How a run's map is coloured (by label, split, factor or cluster: the Explore map and the
-Overview's thumbnails share the palette), and the rows a selection on a Plotly map picked (the
-Compare page's maps carry each point's row in `customdata`).
+"""How a run's map is coloured (by label, split, factor or cluster: the map component of Explore,
+Compare and Clusters and the Overview's thumbnails share the palette).
 """
 
 from __future__ import annotations
-
-from typing import Any, Mapping
 
 import numpy as np
 from plotly.colors import qualitative
@@ -45,20 +42,3 @@ def _named(codes: np.ndarray, levels, other: str) -> tuple[np.ndarray, list[str]
     names = lookup[np.where(known, codes, len(levels))]
     present = np.unique(np.where(known, codes, len(levels)))
     return names, [str(lookup[i]) for i in present]
-
-
-def selected_rows(state: Mapping[str, Any] | None) -> np.ndarray:
-    """Row numbers of the points in a plotly selection, as `st.plotly_chart(on_select=...)` gives
-    it (the returned event, or st.session_state[key]): {"selection": {"points": [{"customdata":
-    [row], ...}, ...]}}. Unique, in selection order; empty when nothing is selected."""
-    if not state:
-        return np.zeros(0, dtype=np.int64)
-    selection = state.get("selection") or {}
-    rows: list[int] = []
-    for point in selection.get("points") or []:
-        custom = point.get("customdata")
-        if isinstance(custom, (list, tuple)):
-            custom = custom[0] if custom else None
-        if custom is not None:
-            rows.append(int(custom))
-    return np.array(list(dict.fromkeys(rows)), dtype=np.int64)

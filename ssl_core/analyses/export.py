@@ -5,7 +5,10 @@ page's download buttons both come here.
 HTML (opens offline: plotly.js is embedded, nothing is fetched)
     one run      its 2-D map coloured by label, titled with the run's name, method, dataset and
                  scores; every point's image is embedded as a base64 PNG and shown beside the
-                 map when the point is hovered (Plotly's hover text cannot hold images).
+                 map when the point is hovered (Plotly's hover text cannot hold images). With
+                 `animation`, below it the map as it learns (map_animation.py): one frame per
+                 kNN check of training, an epoch slider and a play button (~50 kB a snapshot
+                 of 2,000 points), or a note when the run has no snapshots.
     2 to 4 runs  the scores table (the best of each score marked), the maps aligned onto the
                  first run's (Procrustes), the CKA and k-NN overlap matrices of every pair, and
                  the images on hover as above (the runs share their images).
@@ -49,8 +52,10 @@ from ssl_core.analyses.compare import (
     run_scores,
     score_rows,
 )
+from ssl_core.analyses.map_animation import NO_SNAPSHOTS, animation_figure
 from ssl_core.steps.browsing import label_name, run_images
 from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.map_snapshots import read_snapshots
 from ssl_core.steps.projection import load_map
 from ssl_core.steps.readiness import explorable, refuse
 from ssl_core.store.atomic import atomic_write_bytes
@@ -256,9 +261,24 @@ def _check_html_size(run: Run, n: int) -> None:
                          f"takes at most {HTML_MAX_IMAGES:,} (export a .csv of the scores instead)")
 
 
-def map_html(run: Run, progress: Progress = None) -> str:
-    """One run's map as a standalone HTML page (see the module docstring); ValueError with
-    `readiness.explorable`'s reason when the run has no map to show yet."""
+def _animation_section(run: Run, ids: list[str]) -> str:
+    """The map as it learns, its points hovering their images (rows of `ids`), or a note when
+    the run has none; RunFileError names a snapshot file that cannot be read."""
+    snapshots = read_snapshots(run)
+    if snapshots is None:
+        return f"<h2>The map as it learns</h2>\n<div class=\"note\">{html.escape(NO_SNAPSHOTS)}</div>"
+    row_of = {row_id: row for row, row_id in enumerate(ids)}
+    rows = np.array([row_of.get(i, -1) for i in snapshots.ids], dtype=np.int64)
+    figure = animation_figure(snapshots, customdata=rows, height=600)
+    return (f"<h2>The map as it learns</h2>\n<div class=\"note\">{len(snapshots.ids):,} held-out images mapped "
+            f"at each of {len(snapshots.steps)} kNN checks of training, each aligned with the one before; press "
+            f"Play or move the slider.</div>\n{_plot_div(figure, False, 'map-animation')}")
+
+
+def map_html(run: Run, progress: Progress = None, animation: bool = False) -> str:
+    """One run's map as a standalone HTML page (see the module docstring), with the map as it
+    learns below it when `animation`; ValueError with `readiness.explorable`'s reason when the
+    run has no map to show yet."""
     refuse(explorable(run))
     coords, kind = load_map(run)
     labels, ids, names = _map_inputs(run)
@@ -277,7 +297,8 @@ def map_html(run: Run, progress: Progress = None) -> str:
                  "all unlabelled (no labels: the run's images carry none)")
     body = (f"<h1>{html.escape(heading)}</h1>\n<div class=\"note\">{len(ids):,} images, {colouring}; "
             "hover a point for its image.</div>\n"
-            f"<div class=\"layout\"><div class=\"maps\">{_plot_div(figure, True, 'map')}</div>{_panel()}</div>")
+            f"<div class=\"layout\"><div class=\"maps\">{_plot_div(figure, True, 'map')}"
+            f"{_animation_section(run, ids) if animation else ''}</div>{_panel()}</div>")
     return _page(f"{run.id}: map", body, thumbs, _captions(ids, labels, names))
 
 
@@ -335,9 +356,12 @@ def comparison_html(runs: list[Run], progress: Progress = None) -> str:
 
 
 # -- to a file --------------------------------------------------------------------------------
-def export(runs: list[Run], out: str | Path, progress: Progress = None) -> dict[str, Any]:
-    """Write `runs` to `out`: .csv the scores of every run; .html one run's map or, for 2 to 4
-    runs, their comparison. Written atomically. Returns {"path", "format", "runs", "bytes"}."""
+def export(runs: list[Run], out: str | Path, progress: Progress = None, animation: bool = False) -> dict[str, Any]:
+    """Write `runs` to `out`: .csv the scores of every run; .html one run's map (with the map as
+    it learns when `animation`) or, for 2 to 4 runs, their comparison. Written atomically.
+    Returns {"path", "format", "runs", "bytes"}."""
+    if animation and (len(runs) != 1 or Path(out).suffix.lower() != ".html"):
+        raise ValueError("the map as it learns is exported with one run's map: one run, to an .html file")
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
@@ -348,7 +372,7 @@ def export(runs: list[Run], out: str | Path, progress: Progress = None) -> dict[
         data = metrics_csv(runs).encode()
         kind = "csv"
     elif len(runs) == 1:
-        data = map_html(runs[0], progress).encode()
+        data = map_html(runs[0], progress, animation).encode()
         kind = "map html"
     else:
         data = comparison_html(runs, progress).encode()

@@ -44,8 +44,9 @@ import numpy as np
 from ssl_core.analyses.clusters import normalized, small_set_threads
 from ssl_core.analyses.outliers import knn_scores
 from ssl_core.analyses.stored import has_stored, load_stored, store_result
-from ssl_core.steps.browsing import label_name, row_order, run_dataset
+from ssl_core.steps.browsing import label_name, load_stored_factors, row_order, run_dataset
 from ssl_core.steps.embed import load_all_embeddings
+from ssl_core.steps.readiness import viewable
 from ssl_core.steps.evaluate import KNN_K, knn_predict
 from ssl_core.steps.index import build_index, describe_index
 from ssl_core.store import files
@@ -197,6 +198,9 @@ def subgroup_gaps(correct: np.ndarray, factors: dict[str, tuple[np.ndarray, list
 def row_factors(run: Run, ids: list[str]) -> dict[str, tuple[np.ndarray, tuple[str, ...] | None]]:
     """{factor: (values in the rows' order (train then test), level names or None)} of the run's
     dataset; ValueError when the dataset no longer holds the embedded images."""
+    if viewable(run) is not None:  # imported without images: its metadata is stored in row order
+        factors, levels = load_stored_factors(run)
+        return {name: (values, tuple(levels[name]) if name in levels else None) for name, values in factors.items()}
     data = run_dataset(run)
     if not data.factors:
         return {}

@@ -21,6 +21,7 @@ filters the stored pairs by a higher threshold if asked.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import faiss
@@ -160,6 +161,19 @@ def has_outliers(run: Run) -> bool:
 def load_outliers(run: Run) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(outliers.json, the arrays of outliers.npz) as `outlier_run` stored them."""
     return load_stored(run, NAME, "outlier scores", per_row=("score", "rank"))
+
+
+OUTLIER_FACTOR = "outlier score"
+
+
+def with_outlier_score(data, arrays: dict[str, np.ndarray]):
+    """`data` (an ExploreData, rows train then test) with the stored outlier scores added as a
+    continuous factor, so the map can be coloured by them; `data` itself is not changed."""
+    score = np.asarray(arrays["score"], dtype=np.float32)
+    if len(score) != len(data.ids):
+        raise ValueError(f"run {data.run_id}: the stored outlier scores cover {len(score)} rows, the map "
+                         f"{len(data.ids)}; run `ssl-explorer analyze {data.run_id} --only outliers` again")
+    return replace(data, factors={**data.factors, OUTLIER_FACTOR: score})
 
 
 def pairs_above(summary: dict[str, Any], threshold: float) -> list[dict[str, Any]]:

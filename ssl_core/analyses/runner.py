@@ -31,6 +31,7 @@ from ssl_core.analyses.label_issues import label_issues_unavailable
 from ssl_core.analyses.probes import factors_unavailable, layers_unavailable
 from ssl_core.analyses.robustness import robustness_unavailable
 from ssl_core.analyses.stored import result_path
+from ssl_core.steps.readiness import viewable
 from ssl_core.store.atomic import atomic_write_json
 from ssl_core.store.processes import now_iso, owner_alive, process_start_time
 from ssl_core.store.runs import Run
@@ -72,6 +73,8 @@ def not_applicable(run: Run) -> dict[str, str]:
     factors = factors_unavailable(run)
     if factors:
         reasons["factors"] = factors
+    elif no_images := viewable(run):  # the factor probe reads the run's dataset, which such a run has not
+        reasons["factors"] = no_images
     for name, unavailable in (("robustness", robustness_unavailable), ("label_issues", label_issues_unavailable)):
         reason = unavailable(run)
         if reason:

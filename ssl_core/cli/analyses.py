@@ -81,7 +81,7 @@ def cmd_export(args: argparse.Namespace, store: RunStore) -> int:
             bar.n = round(100 * fraction)
             bar.set_postfix_str(text)  # refreshes the bar
 
-        result = export(runs, args.out, progress)
+        result = export(runs, args.out, progress, animation=args.animation)
     size = f"{result['bytes'] / 1e6:.1f} MB" if result["bytes"] >= 100_000 else f"{result['bytes']:,} bytes"
     print(f"wrote {result['path']} ({result['format']} of {', '.join(result['runs'])}, {size})")
     return 0

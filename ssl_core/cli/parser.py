@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, help="decoding processes when streaming (default: cores - 1, at most 8)")
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     t.add_argument("--knn-every", type=int, help="epochs between held-out kNN checks (0: never)")
+    t.add_argument("--map-snapshots", type=int,
+                   help="held-out images mapped at each kNN check, the map as it learns (default 2000; 0: off)")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="a method setting, e.g. temperature=0.5")
     t.add_argument("--skip", help="comma-separated steps to skip after training: embed,eval,project,index")
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_ids", nargs="+", metavar="RUN_ID")
     x.add_argument("--out", required=True, metavar="FILE",
                    help="FILE.html (standalone page, opens offline) or FILE.csv (one row per run)")
+    x.add_argument("--animation", action="store_true",
+                   help="one run's .html: add the map as it learns (a frame per kNN check, slider, play)")
     x.set_defaults(handler="ssl_core.cli.analyses:cmd_export")
 
     at = sub.add_parser("attention", parents=[common],
@@ -136,8 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "'*': any); repeatable. Requests for other names are refused (DNS rebinding)")
         a.set_defaults(handler=handler)
 
-    i = sub.add_parser("import", parents=[common], help="make a run from embeddings computed elsewhere and their images")
-    i.add_argument("--images", required=True, help="a folder of images, or a .parquet with a column of image bytes")
+    i = sub.add_parser("import", parents=[common],
+                       help="make a run from embeddings computed elsewhere (and their images, if you have them)")
+    i.add_argument("--images", help="a folder of images, or a .parquet with a column of image bytes; without it, "
+                                    "the run is the vectors (and labels, metadata, ids) alone: map and neighbours "
+                                    "by id and label, no pictures")
     i.add_argument("--embeddings", required=True, help=".npy (N x D), or .parquet/.csv with one vector column")
     i.add_argument("--labels", help=".csv/.parquet: id column (or row order), `label`, `split`, metadata columns")
     i.add_argument("--name", help="display name of the run (also part of its id)")

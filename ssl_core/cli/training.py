@@ -27,7 +27,7 @@ RUN_OPTIONS = (("--method", "method"), ("--dataset", "dataset"), ("--backbone", 
                ("--test-size", "test_size"), ("--data-seed", "data_seed"), ("--max-rotation", "max_rotation"),
                ("--data-dir", "data_dir"),
                ("--load", "load"), ("--workers", "workers"), ("--checkpoint-every", "checkpoint_every"),
-               ("--knn-every", "knn_every"), ("--set", "set"))
+               ("--knn-every", "knn_every"), ("--map-snapshots", "map_snapshots"), ("--set", "set"))
 
 
 def cmd_train(args: argparse.Namespace, store: RunStore) -> int:
@@ -111,7 +111,8 @@ def _create_run(args: argparse.Namespace, store: RunStore, skip: list[str]):
         train=_typed({"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                      "device": args.device, "checkpoint_every": args.checkpoint_every,
                      "weight_decay": args.weight_decay, "warmup_epochs": args.warmup_epochs,
-                     "knn_every": args.knn_every, "compile": args.compile or None}),
+                     "knn_every": args.knn_every, "map_snapshots": args.map_snapshots,
+                     "compile": args.compile or None}),
         skip=tuple(skip))
     config = request.config()
     device = resolve_device(config.train.device)

@@ -65,7 +65,15 @@ class TrainConfig:
     knn_every: int = 1  # epochs between held-out kNN checks (0: never during training)
     knn_max_bank: int = 5000  # train images in the periodic kNN bank (the final eval uses all)
     knn_max_queries: int = 1000  # held-out images queried by the periodic kNN check
+    # Held-out images mapped at each kNN check (0: off), the first of the test split: the map as it
+    # learns (steps/map_snapshots.py). 2,000: 3.5 s at the first check (import umap, a full UMAP), 0.6-0.7 s
+    # at each after, 3-5% of a default CPU run's wall time (bench/results/map_snapshots_cpu.md).
+    map_snapshots: int = 2000
     compile: bool = False  # torch.compile the method (GPU runs)
+
+    def __post_init__(self) -> None:
+        if self.map_snapshots < 0:
+            raise ValueError(f"map_snapshots must be 0 (off) or more; got {self.map_snapshots}")
 
 
 PROJECTION_BACKENDS = ("auto", "umap-learn", "cuml", "torchdr")

@@ -1,7 +1,9 @@
 """What the Explore page reads for one run, loaded once and searched many times.
 
 Everything here reads the run folder (and regenerates or re-reads the run's images from its
-config); nothing trains, embeds a dataset or projects. The app caches `load_explore_data` and
+config); nothing trains, embeds a dataset or projects. A run imported without images has its
+map data (ids, labels, metadata) and no images: `run_dataset` and `run_images` refuse it with
+`readiness.viewable`'s sentence. The app caches `load_explore_data` and
 `steps.index.load_search` results, so a rerun costs a dictionary lookup.
 """
 
@@ -22,6 +24,7 @@ from ssl_core.data.files import FileImages, ImageRows
 from ssl_core.data.imageset import ImageSet
 from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.steps.projection import load_map
+from ssl_core.steps.readiness import refuse, viewable
 from ssl_core.store import files
 from ssl_core.store.runs import Run
 
@@ -65,7 +68,9 @@ class ExploreData:
 
 def run_dataset(run: Run):
     """The ImageSet behind a run's embeddings. Generated data is regenerated from config.json,
-    folders are read again from disk; an imported run carries its images in its folder."""
+    folders are read again from disk; an imported run carries its images in its folder.
+    ValueError (`readiness.viewable`) for a run imported without images."""
+    refuse(viewable(run))
     stored = load_stored_dataset(run)
     return stored if stored is not None else load_dataset(run.config.data)
 
@@ -78,15 +83,20 @@ def load_stored_dataset(run: Run):
         return None
     _, labels, ids, splits = load_all_embeddings(run)
     images = np.load(images_path, allow_pickle=False)
-    with np.load(run.dataset_dir / files.DATASET_FACTORS, allow_pickle=False) as stored:
-        factors = {k: stored[k] for k in stored.files}
-    levels = json.loads((run.dataset_dir / files.DATASET_LEVELS).read_text())
+    factors, levels = load_stored_factors(run)
     class_names = run.read_class_names()
     if len(images) != len(ids):
         raise ValueError(f"run {run.id}: {len(images)} stored images for {len(ids)} embeddings")
     return ImageSet(name=run.config.data.dataset, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
                     is_train=torch.from_numpy(splits == "train"), ids=tuple(ids), class_names=tuple(class_names),
                     factors=factors, factor_levels={k: tuple(v) for k, v in levels.items()})
+
+
+def load_stored_factors(run: Run) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """An imported run's metadata columns (rows train then test) and their level names."""
+    with np.load(run.dataset_dir / files.DATASET_FACTORS, allow_pickle=False) as stored:
+        factors = {k: stored[k] for k in stored.files}
+    return factors, json.loads((run.dataset_dir / files.DATASET_LEVELS).read_text())
 
 
 def row_order(data) -> np.ndarray:
@@ -109,11 +119,18 @@ def run_images(run: Run, data=None) -> np.ndarray | ImageRows:
 
 
 def load_explore_data(run: Run, data=None) -> ExploreData:
+    """The map and what is known of each row. `data`: the run's dataset when the caller has it
+    (see `run_dataset`); a run imported without images has none and needs none."""
     _, labels, ids, splits = load_all_embeddings(run)
     coords, map_kind = load_map(run)
     if len(coords) != len(ids):
         raise ValueError(f"run {run.id}: the map has {len(coords)} points for {len(ids)} embeddings; "
                          f"run `ssl-explorer project {run.id}`")
+    if data is None and viewable(run) is not None:  # no images: the stored metadata is all there is
+        factors, levels = load_stored_factors(run)
+        return ExploreData(run_id=run.id, coords=coords, labels=labels, ids=list(ids), splits=splits,
+                           class_names=run.read_class_names(), factors=factors,
+                           factor_levels={k: tuple(v) for k, v in levels.items()}, map_kind=map_kind)
     data = data if data is not None else run_dataset(run)
     order = row_order(data)
     if [data.ids[i] for i in order] != list(ids):

@@ -139,15 +139,38 @@ NO_LABELS_NOTE = ("no labels: kNN and linear-probe scores need labelled train an
                   "dataset lacks; effective rank and uniformity need no labels")
 
 
+# Splits larger than these are scored on a seeded sample of their rows. A million imported rows
+# (800,000 train, 200,000 test) took minutes of brute-force kNN (200,000 x 800,000 similarities,
+# twice) and of the linear probe's fit on 2 CPU cores; a sample of these sizes scores in seconds,
+# with a standard error of under 0.5 points on the test accuracy. Runs below them are scored whole.
+MAX_SCORED_TRAIN = 100_000
+MAX_SCORED_TEST = 10_000
+
+
+def _scored_rows(n: int, most: int, seed: int) -> np.ndarray:
+    """All n rows, or a seeded sample of `most` of them in ascending order."""
+    if n <= most:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=most, replace=False))
+
+
 def evaluate_run(run: Run) -> dict[str, Any]:
-    """Score the run's stored embeddings and write eval.json; returns the scores."""
+    """Score the run's stored embeddings and write eval.json; returns the scores. Splits above
+    MAX_SCORED_TRAIN / MAX_SCORED_TEST rows are scored on a sample (`scored_train`, `scored_test`)."""
     train_x, train_y, _ = load_embeddings(run, "train")
     test_x, test_y, _ = load_embeddings(run, "test")
+    num_train, num_test = len(train_x), len(test_x)
+    seed = run.config.train.seed
+    train_rows, test_rows = _scored_rows(num_train, MAX_SCORED_TRAIN, seed), _scored_rows(num_test, MAX_SCORED_TEST, seed)
+    if len(train_rows) < num_train or len(test_rows) < num_test:
+        train_x, train_y, test_x, test_y = train_x[train_rows], train_y[train_rows], test_x[test_rows], test_y[test_rows]
     labelled = bool((train_y >= 0).any() and (test_y >= 0).any())
     num_classes = int(max(train_y.max(initial=-1), test_y.max(initial=-1))) + 1
     scores: dict[str, Any] = {"run_id": run.id, "method": run.config.method.get("name"),
-                              "dataset": run.config.data.dataset, "num_train": len(train_x),
-                              "num_test": len(test_x), "embedding_dim": int(train_x.shape[1])}
+                              "dataset": run.config.data.dataset, "num_train": num_train,
+                              "num_test": num_test, "embedding_dim": int(train_x.shape[1])}
+    if len(train_rows) < num_train or len(test_rows) < num_test:
+        scores.update(scored_train=len(train_rows), scored_test=len(test_rows))
     if labelled:
         t0 = time.perf_counter()
         known = test_y >= 0

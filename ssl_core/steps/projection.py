@@ -195,9 +195,18 @@ def cosine_knn(vectors: np.ndarray, k: int, exact_up_to: int = KNN_EXACT_MAX) ->
 
 
 def project_umap(vectors: np.ndarray, *, backend: str = "umap-learn", n_neighbors: int = 15,
-                 min_dist: float = 0.1, seed: int = 0) -> np.ndarray:
+                 min_dist: float = 0.1, seed: int = 0, init: np.ndarray | None = None,
+                 n_epochs: int | None = None, learning_rate: float = 1.0) -> np.ndarray:
     """(N, D) embeddings -> (N, 2) float32 UMAP coordinates on the cosine geometry, computed by
-    `backend` (a resolved name: umap-learn | cuml | torchdr)."""
+    `backend` (a resolved name: umap-learn | cuml | torchdr). umap-learn only: `init` (N, 2), a
+    layout to start from instead of the spectral one, `n_epochs` of optimisation (None:
+    umap-learn's own, 500 below 10,000 points) and its initial `learning_rate` - what the map as it
+    learns (map_snapshots.py) uses."""
+    if (init is not None or n_epochs is not None or learning_rate != 1.0) and backend != "umap-learn":
+        raise ValueError(f"init, n_epochs and learning_rate are umap-learn's options; backend '{backend}' "
+                         "takes none of them")
+    if init is not None and np.shape(init) != (len(vectors), 2):
+        raise ValueError(f"init must be ({len(vectors)}, 2), one row per point; got {np.shape(init)}")
     if len(vectors) < 4:
         raise ValueError(f"a UMAP map needs at least 4 points; got {len(vectors)}")
     n_neighbors = min(n_neighbors, len(vectors) - 1)
@@ -208,7 +217,8 @@ def project_umap(vectors: np.ndarray, *, backend: str = "umap-learn", n_neighbor
         _cache_numba_kernels()
         knn = cosine_knn(vectors, n_neighbors)
         reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, metric="cosine",
-                            random_state=seed, precomputed_knn=knn)
+                            random_state=seed, precomputed_knn=knn, n_epochs=n_epochs, learning_rate=learning_rate,
+                            init="spectral" if init is None else np.asarray(init, dtype=np.float32))
         with warnings.catch_warnings():
             # "n_jobs overridden by setting random_state": the seed is worth one thread for SGD.
             # "knn_search_index is not an NNDescent object": we never `transform` new points.

@@ -9,6 +9,7 @@ and the app's pages show it, so both sides answer the same question the same way
     comparable(run)  it can join a comparison: the Compare page, `ssl-explorer export A B --out x.html`
     embedded(run)    its embeddings can be analysed: the Clusters page, `ssl-explorer compare`
     resumable(run)   training may continue it: `Run.check_resumable`, as a reason
+    viewable(run)    it has images to show: image grids, thumbnails on the map, attention, export
 
 The files decide, and the status explains a lack: a failed or interrupted run says why, and how
 to resume it. While a job writes the run (status running, or queued by a live process) the answer
@@ -20,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ssl_core.store import files
-from ssl_core.store.runs import Run
+from ssl_core.store.runs import IMPORTED_METHOD, Run
 
 POST_STEPS = ("embed", "eval", "project", "index")  # the pipeline's order (workflows.pipeline runs them)
 # What a question reads: (the post-training step that stores it, what it is called).
@@ -88,6 +89,19 @@ def resumable(run: Run) -> str | None:
         run.check_resumable()
     except (OSError, ValueError) as e:
         return str(e)
+    return None
+
+
+def viewable(run: Run) -> str | None:
+    """Why the run has no images to show: it was imported from its embeddings alone (no
+    dataset/images.npy). Its map, neighbours and scores work all the same, by id and label."""
+    try:
+        imported = run.kind == IMPORTED_METHOD
+    except (OSError, ValueError) as e:
+        return f"run {run.id} cannot be read: {e}"
+    if imported and not (run.dataset_dir / files.DATASET_IMAGES).exists():
+        return (f"run {run.id} was imported without images (its embeddings only), so it has no images to show; "
+                "import the embeddings again with `--images` to see them")
     return None
 
 

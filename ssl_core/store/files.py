@@ -29,6 +29,10 @@ DATASET_DIR = "dataset"
 DATASET_IMAGES = "images.npy"  # inside dataset/
 DATASET_FACTORS = "factors.npz"  # inside dataset/
 DATASET_LEVELS = "factor_levels.json"  # inside dataset/
+MAP_SNAPSHOTS_DIR = "map_snapshots"
+SNAPSHOTS_INDEX = "snapshots.json"  # inside map_snapshots/: step, epoch and file of each snapshot
+SNAPSHOT_IDS = "ids.json"  # inside map_snapshots/: the held-out images mapped, in row order
+SNAPSHOT_LABELS = "labels.npy"  # inside map_snapshots/: their labels (int64, -1 where unknown)
 
 
 def vectors(split: str) -> str:
@@ -39,6 +43,11 @@ def vectors(split: str) -> str:
 def labels(split: str) -> str:
     """embeddings/<split>_labels.npy: the split's labels (int64, -1 where unknown)."""
     return f"{split}_labels.npy"
+
+
+def snapshot(step: int) -> str:
+    """map_snapshots/step_<step>.npy: the held-out images' 2-D map at that training step (float32)."""
+    return f"step_{step:08d}.npy"
 
 
 def ids(split: str) -> str:
@@ -60,6 +69,8 @@ RUN_FILES: tuple[tuple[str, str, str], ...] = (
     (f"{PROJECTION_DIR}/", "project", f"{PCA_MAP} (written first), {UMAP_MAP}, {PARAMS}"),
     (f"{INDEX_DIR}/", "index", f"{INDEX} and {PARAMS} (exact or IVF)"),
     (f"{ANALYSIS_DIR}/", "analyze", "NAME.json (+ NAME.npz) per analysis, job.json, job.log"),
+    (f"{MAP_SNAPSHOTS_DIR}/", "train", f"the map as it learns: {snapshot(0).replace('00000000', 'STEP')} per kNN "
+                                       f"check, {SNAPSHOTS_INDEX}, {SNAPSHOT_IDS}, {SNAPSHOT_LABELS}"),
     (f"{DATASET_DIR}/", "import", f"imported runs only: {DATASET_IMAGES}, {DATASET_FACTORS}, {DATASET_LEVELS}"),
 )
 

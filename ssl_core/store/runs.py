@@ -93,6 +93,11 @@ class Run:
         return self.path / files.INDEX_DIR / files.INDEX
 
     @property
+    def map_snapshots_dir(self) -> Path:
+        """The map of a few held-out images at each kNN check during training (steps/map_snapshots.py)."""
+        return self.path / files.MAP_SNAPSHOTS_DIR
+
+    @property
     def dataset_dir(self) -> Path:
         """Imported runs only: images.npy, factors.npz, factor_levels.json (their own images)."""
         return self.path / files.DATASET_DIR

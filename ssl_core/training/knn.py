@@ -4,11 +4,15 @@ scored by the same functions the stored steps use (`steps.embed`, `steps.evaluat
 label-free health of the same held-out embeddings (`steps.health`: alpha-ReQ, and LiDAR over
 augmented views of a few of them), with a warning when LiDAR falls as a run collapses. Where the
 kNN check cannot run (a folder of unlabelled images), the reason why, said once per run in
-metrics.jsonl; the health is still measured.
+metrics.jsonl; the health is still measured. At each check the first `map_snapshots` held-out
+images are also mapped, aligned with the check before (`steps.map_snapshots`): the map as it
+learns. The queries the kNN check embedded are reused; only the rows past them are embedded anew,
+and the snapshots keep to MAP_SHARE of the run's time.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -16,12 +20,13 @@ import torch
 
 from ssl_core.core.config import RunConfig
 from ssl_core.data import ImageSet
-from ssl_core.data.files import UnreadableImage, head, iter_batches
+from ssl_core.data.files import FileImages, UnreadableImage, head, iter_batches
 from ssl_core.models import augment
 from ssl_core.models.methods import Method
 from ssl_core.steps.embed import embed_images
 from ssl_core.steps.evaluate import weighted_knn
 from ssl_core.steps.health import alpha_req, collapse_warning, lidar
+from ssl_core.steps.map_snapshots import MIN_POINTS, start_snapshots, take_snapshot
 from ssl_core.store.runs import Run
 
 # LiDAR's surrogate task: this many held-out images, this many augmented views each (the paper
@@ -31,6 +36,11 @@ from ssl_core.store.runs import Run
 HEALTH_IMAGES = 256
 HEALTH_VIEWS = 8
 HEALTH_SEED = 0  # the same views at every check, so that the curve follows the network alone
+# The map snapshots may take at most this share of the training's wall time: a check skips its
+# snapshot while they have taken more (the first and the last are always taken). A default CPU run
+# stays under it (bench/results/map_snapshots_cpu.md); on a GPU, where an epoch of CIFAR-10 takes
+# ~2 s, the ~0.4 s a snapshot takes on the CPU (measured on 2 cores) would add ~20% at each check.
+MAP_SHARE = 0.10
 
 
 class KnnCheck:
@@ -44,6 +54,9 @@ class KnnCheck:
         self.skipped = knn_unavailable(data, config)  # why no kNN check can run (no labels), or None
         # Said once per run: a resumed run whose metrics already hold the reason does not repeat it.
         self.noted = self.skipped is None or not is_main or any("knn_skipped" in m for m in run.read_metrics())
+        self.map_rows = min(config.train.map_snapshots, len(data.test))  # images in each map snapshot
+        self.map_started = False
+        self.map_spent, self.since = 0.0, time.perf_counter()  # seconds the snapshots took, since when
 
     def at_epoch_end(self, step: int, method: Method, record: dict[str, Any]) -> dict[str, Any]:
         """`record` (the step's line of metrics.jsonl, or {}) with the check's score, or the
@@ -57,7 +70,7 @@ class KnnCheck:
             self.noted = True  # said once, where the first check would have stood
             note = {"knn_skipped": self.skipped}
         try:
-            scores = self.scores(method)
+            scores = self.scores(method, step)
         except UnreadableImage:
             if record:  # the step itself is done: keep its line
                 self.run.append_metrics(record)
@@ -65,15 +78,50 @@ class KnnCheck:
         method.train()
         return {**at, **record, **note, **scores}
 
-    def scores(self, method: Method) -> dict[str, Any]:
-        """kNN top-1 (when the data has labels) and health of the network as it is now."""
+    def scores(self, method: Method, step: int) -> dict[str, Any]:
+        """kNN top-1 (when the data has labels) and health of the network as it is now; the map
+        snapshot at `step` is stored beside them (its seconds in the record)."""
         queries = embed_images(method, head(self.data.test.images, self.config.train.knn_max_queries),
                                device=self.device)
         out: dict[str, Any] = {}
         if self.skipped is None:
             out["knn_top1"] = knn_score(method, self.data, self.config, self.device, queries)
         out.update(self.health(method, queries.numpy()))
+        out.update(self.map_snapshot(method, step, queries))
         return out
+
+    def map_snapshot(self, method: Method, step: int, queries: torch.Tensor) -> dict[str, Any]:
+        """Map the first `map_rows` held-out images (reusing the embedded `queries`) and store the
+        snapshot; {"map_snapshot_s": seconds it all took}, or {} when snapshots are off. A map that cannot be
+        made is said in the record, never an end to the run."""
+        if self.map_rows < MIN_POINTS:
+            return {}
+        started = time.perf_counter()
+        last = step >= self.config.train.epochs * self.steps_per_epoch
+        if self.map_spent and self.map_spent > MAP_SHARE * (started - self.since) and not last:
+            return {}  # over its share of the run's time (MAP_SHARE): the next check may take one
+        test = self.data.test
+        try:
+            if not self.map_started:  # once per process: which images, their labels and class names
+                start_snapshots(self.run, list(test.ids[: self.map_rows]), test.labels[: self.map_rows].numpy(),
+                                list(self.data.class_names))
+                self.map_started = True
+        except OSError as e:  # a full disk, say: the training goes on without its map
+            return {"map_snapshot_error": str(e)}
+        vectors = queries[: self.map_rows]
+        if len(vectors) < self.map_rows:  # embed only the rows the kNN check did not
+            more = test.images.subset(slice(len(vectors), self.map_rows)) if isinstance(test.images, FileImages) \
+                else test.images[len(vectors): self.map_rows]
+            vectors = torch.cat([vectors, embed_images(method, more, device=self.device)])
+        project = self.config.project
+        try:
+            take_snapshot(self.run, vectors.numpy(), step=step, epoch=step / max(1, self.steps_per_epoch),
+                          seed=self.config.train.seed, n_neighbors=project.n_neighbors, min_dist=project.min_dist)
+        except (OSError, ValueError) as e:  # too few distinct points for UMAP, a full disk: training goes on
+            return {"map_snapshot_error": str(e)}
+        seconds = time.perf_counter() - started  # the rows embedded anew included
+        self.map_spent += seconds
+        return {"map_snapshot_s": round(seconds, 3)}
 
     def health(self, method: Method, queries: np.ndarray) -> dict[str, Any]:
         """alpha-ReQ of the held-out embeddings, LiDAR of views of the first HEALTH_IMAGES, and a
@@ -98,7 +146,7 @@ class KnnCheck:
         note = {}
         if self.skipped is not None and not any("knn_skipped" in m for m in metrics):
             note = {"knn_skipped": self.skipped}
-        self.run.append_metrics({**at, **note, **self.scores(method)})
+        self.run.append_metrics({**at, **note, **self.scores(method, step)})
 
 
 def knn_unavailable(data: ImageSet, config: RunConfig) -> str | None:

@@ -37,6 +37,7 @@ from ssl_core.data.files import UnreadableImage
 from ssl_core.models.checkpoint import CorruptCheckpoint, load_checkpoint, load_state, save_checkpoint
 from ssl_core.models.methods import METHODS, Method, build_method
 from ssl_core.models.methods.base import resolved_settings
+from ssl_core.steps.map_snapshots import drop_snapshots_after
 from ssl_core.store.runs import Run
 from ssl_core.training import distributed
 from ssl_core.training.batching import (StreamedTrainImages, batch_plan, channel_stats, step_seed, train_digest,
@@ -263,6 +264,7 @@ def _resume(run: Run, config: RunConfig, method: Method, optimizer: torch.optim.
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     if status.ctx.is_main:
         run.truncate_metrics(after_step=start)
+        drop_snapshots_after(run, start)  # the map snapshots too: the steps after are taken again
     return start
 
 

@@ -1,17 +1,24 @@
 """Import embeddings made elsewhere: a run with no training and no encoder (method `imported`).
 
     ssl-explorer import --images photos/ --embeddings vectors.npy --labels meta.csv
+    ssl-explorer import --embeddings vectors.npy --labels meta.csv      (no images)
 
 The run folder holds what every page reads from a trained run: embeddings per split, scores
 when there are labels, the UMAP map and the FAISS index, plus the images themselves
 (dataset/images.npy: no dataset loader could rebuild them) and the metadata columns the map can
 colour by (dataset/factors.npz). Rows are train then test, as in every run.
 
+Without images (no `images`), the run is its vectors, ids (the embeddings' id column, else the
+row numbers) and metadata alone, with no dataset/images.npy: its map, neighbours and scores work
+as in any run, and what shows images says instead that there are none
+(`steps.readiness.viewable`). A million rows need no more memory than the vectors' chunks and
+the per-row ids and labels.
+
 Inputs
   embeddings  .npy (N, D), or .parquet/.csv with one vector column (parquet: a list column;
               CSV: "[0.1, 0.2, ...]" text) and optionally an id column (id, filename, ...).
-  images      a folder (every image file below it, by relative path), or a .parquet with a
-              column of encoded image bytes (or Hugging Face's {"bytes", "path"} structs).
+  images      optional: a folder (every image file below it, by relative path), or a .parquet
+              with a column of encoded image bytes (or Hugging Face's {"bytes", "path"} structs).
   labels      .csv/.parquet: an optional id column, a `label` column, an optional `split`
               column (train/test), and any other columns as metadata to colour the map by.
 
@@ -160,12 +167,13 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def import_embeddings(store: RunStore, *, images: str | Path, embeddings: str | Path,
+def import_embeddings(store: RunStore, *, images: str | Path | None, embeddings: str | Path,
                       labels: str | Path | None = None, name: str | None = None, match: str = "auto",
                       resolution: int = 64, skip_invalid: bool = False, vector_column: str | None = None,
                       image_column: str | None = None, label_column: str | None = None, seed: int = 0,
                       progress: Progress | None = None) -> Imported:
-    """Make a run from embeddings computed elsewhere and their images (see the module doc).
+    """Make a run from embeddings computed elsewhere and their images, or from the embeddings
+    alone when `images` is None (see the module doc).
 
     Raises InvalidImport (a ValueError) naming the problem for mismatched counts, wrong
     dimensions, NaN or infinite rows, duplicate ids and unreadable images; with
@@ -179,51 +187,55 @@ def import_embeddings(store: RunStore, *, images: str | Path, embeddings: str | 
     if not 8 <= resolution <= 512:
         raise InvalidImport(f"resolution {resolution} is out of range: choose 8 to 512 px")
     done = Imported(run=None)  # notes and warnings gather here; the run comes last
-    embeddings_path, images_path = Path(embeddings).expanduser(), Path(images).expanduser()
+    embeddings_path = Path(embeddings).expanduser()
+    images_path = Path(images).expanduser() if images is not None else None
+    if images_path is None and match != "auto":
+        raise InvalidImport(f"--match {match} pairs embeddings with images; without --images there is nothing "
+                            "to match")
 
     report(0.0, f"reading {embeddings_path.name}")
     vectors, ids, extra = read_embeddings(embeddings_path, vector_column)
     if ids is not None and (dup := duplicates(ids)):
         raise InvalidImport(f"{embeddings_path}: duplicate ids {shortlist(dup)}; each image needs one row")
-    source = read_images(images_path, image_column)
-    if source.skipped:
-        done.warnings.append(f"{len(source.skipped):,} entries of {images_path} are left out: "
-                             + shortlist(source.skipped, 5))
-    positions, row_ids = match_images(len(vectors), ids, source, match, embeddings_path.name, done.notes,
-                                      done.warnings)
+    if images_path is None:
+        source = None
+        row_ids = list(ids) if ids is not None else [str(i) for i in range(len(vectors))]
+        done.notes.append(f"no images: {len(vectors):,} rows of {embeddings_path.name}, named by "
+                          + ("its id column" if ids is not None else "row number (0, 1, ...)"))
+    else:
+        source = read_images(images_path, image_column)
+        if source.skipped:
+            done.warnings.append(f"{len(source.skipped):,} entries of {images_path} are left out: "
+                                 + shortlist(source.skipped, 5))
+        positions, row_ids = match_images(len(vectors), ids, source, match, embeddings_path.name, done.notes,
+                                          done.warnings)
     if len(vectors) < 5:
-        raise InvalidImport(f"{embeddings_path.name} has {len(vectors)} rows; a map needs at least 5 images")
+        raise InvalidImport(f"{embeddings_path.name} has {len(vectors)} rows; a map needs at least 5")
     meta = read_metadata(labels, extra, embeddings_path, row_ids, label_column, done.notes, done.warnings)
     keep = _finite_rows(vectors.check(), row_ids, embeddings_path.name, skip_invalid, done)
 
-    report(0.1, "reading images")
-    decoded = _decode(source, positions[keep], resolution, report)
-    unreadable = [(row_ids[i], result) for i, result in zip(np.flatnonzero(keep), decoded) if isinstance(result, str)]
-    if unreadable:
-        message = (f"{len(unreadable):,} images cannot be read: "
-                   + shortlist([f"{name} ({why})" for name, why in unreadable], 5))
-        if not skip_invalid:
-            raise InvalidImport(message + "; fix or remove them, or pass --skip-invalid to leave those rows out")
-        done.warnings.append(message + ": left out")
-    readable = np.array([not isinstance(result, str) for result in decoded], dtype=bool)
-    kept = np.flatnonzero(keep)[readable]
+    if source is None:
+        kept, pictures = np.flatnonzero(keep), None
+    else:
+        kept, pictures = _pictures(source, positions, keep, row_ids, resolution, skip_invalid, done, report)
     if len(kept) < 5:
-        raise InvalidImport(f"only {len(kept)} usable rows are left; a map needs at least 5 images")
-    pictures = _stacked([result for result in decoded if not isinstance(result, str)])
-    del decoded
+        raise InvalidImport(f"only {len(kept)} usable rows are left; a map needs at least 5")
     is_train = _split(meta, kept, seed, done)
     order = np.concatenate([np.flatnonzero(is_train), np.flatnonzero(~is_train)])
     rows = kept[order]  # train rows, then test rows, as in every run
 
-    config = _imported_config(name or images_path.stem or images_path.name, resolution, seed, {
-        "name": METHOD, "embeddings": str(embeddings_path.resolve()), "images": str(images_path.resolve()),
+    named = images_path if images_path is not None else embeddings_path
+    config = _imported_config(name or named.stem or named.name, resolution, seed, {
+        "name": METHOD, "embeddings": str(embeddings_path.resolve()),
+        "images": str(images_path.resolve()) if images_path is not None else None,
         "labels": str(Path(labels).expanduser().resolve()) if labels is not None else None,
         "match": done.notes[0], "embedding_dim": vectors.dim})
     report(0.5, "writing the run")
     with store.create_atomically(config, extra={"versions": _versions()}) as run:
         run.set_status("running", stage="import")
         write_rows(run, vectors.take(rows), [row_ids[i] for i in rows], meta.labels[rows], meta.class_names,
-                   int(is_train.sum()), pictures[order], {k: v[rows] for k, v in meta.factors.items()},
+                   int(is_train.sum()), pictures[order] if pictures is not None else None,
+                   {k: v[rows] for k, v in meta.factors.items()},
                    meta.factor_levels)
         score_and_index(run, report, done.warnings.append)
         if name:
@@ -237,6 +249,26 @@ def import_embeddings(store: RunStore, *, images: str | Path, embeddings: str | 
     map_run(done.run, done.warnings.append)
     report(1.0, f"imported run {run.id}")
     return done
+
+
+def _pictures(source: ImageSource, positions: np.ndarray, keep: np.ndarray, row_ids: list[str], resolution: int,
+              skip_invalid: bool, done: Imported, report: Progress) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows kept: finite vectors and readable images; their pictures, uint8 (n, R, R, 3)).
+    Unreadable images are an error naming them, or with `skip_invalid` a warning."""
+    report(0.1, "reading images")
+    decoded = _decode(source, positions[keep], resolution, report)
+    unreadable = [(row_ids[i], result) for i, result in zip(np.flatnonzero(keep), decoded) if isinstance(result, str)]
+    if unreadable:
+        message = (f"{len(unreadable):,} images cannot be read: "
+                   + shortlist([f"{name} ({why})" for name, why in unreadable], 5))
+        if not skip_invalid:
+            raise InvalidImport(message + "; fix or remove them, or pass --skip-invalid to leave those rows out")
+        done.warnings.append(message + ": left out")
+    readable = np.array([not isinstance(result, str) for result in decoded], dtype=bool)
+    kept = np.flatnonzero(keep)[readable]
+    if len(kept) < 5:
+        raise InvalidImport(f"only {len(kept)} usable rows are left; a map needs at least 5 images")
+    return kept, _stacked([result for result in decoded if not isinstance(result, str)])
 
 
 def _finite_rows(check: RowCheck, row_ids: list[str], file_name: str, skip_invalid: bool,
@@ -282,10 +314,11 @@ def _imported_config(dataset: str, resolution: int, seed: int, method: dict[str,
 
 
 def write_rows(run: Run, vectors: np.ndarray | Embeddings, ids: list[str], labels: np.ndarray,
-               class_names: list[str], n_train: int, images: np.ndarray, factors: dict[str, np.ndarray],
+               class_names: list[str], n_train: int, images: np.ndarray | None, factors: dict[str, np.ndarray],
                factor_levels: dict[str, tuple[str, ...]]) -> None:
     """Store rows (train first, then test) as a trained run's embed step would, plus the images
-    and metadata that no dataset loader can rebuild for this run. `vectors` are the rows in that
+    (None: a run without images, and no images.npy) and metadata that no dataset loader can
+    rebuild for this run. `vectors` are the rows in that
     order: an array, or `Embeddings` (rows ascending within each split), converted to the storage
     type and written a chunk at a time."""
     if isinstance(vectors, np.ndarray):
@@ -299,7 +332,8 @@ def write_rows(run: Run, vectors: np.ndarray | Embeddings, ids: list[str], label
         _write_ids(run.embeddings_dir / files.ids(split), ids[part])
     atomic_write_json(run.embeddings_dir / files.CLASS_NAMES, list(class_names))
     folder = run.dataset_dir
-    _save_npy(folder / files.DATASET_IMAGES, np.asarray(images, dtype=np.uint8))
+    if images is not None:
+        _save_npy(folder / files.DATASET_IMAGES, np.asarray(images, dtype=np.uint8))
     atomic_write_arrays(folder / files.DATASET_FACTORS, **factors)
     atomic_write_json(folder / files.DATASET_LEVELS, {k: list(v) for k, v in factor_levels.items()})
 

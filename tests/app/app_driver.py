@@ -46,14 +46,22 @@ def texts(elements) -> list[str]:
     return [rendered(str(e.value)) for e in elements]
 
 
-def map_args(at: AppTest) -> dict:
-    """The JSON arguments of the page's map component (widgets/scatter_map)."""
-    return json.loads(at.get("component_instance")[0].proto.json_args)
+def map_args(at: AppTest, index: int = 0) -> dict:
+    """The JSON arguments of the page's map component (widgets/scatter_map; `index`: which of the
+    page's maps, in page order)."""
+    return json.loads(at.get("component_instance")[index].proto.json_args)
 
 
-def map_block(at: AppTest) -> bytes:
+def map_bytes(at: AppTest, name: str, index: int = 0) -> bytes | None:
+    """A binary argument of the page's map component; None when the page did not send it."""
+    found = [a.bytes for a in at.get("component_instance")[index].proto.special_args if a.key == name]
+    return found[0] if found else None
+
+
+def map_block(at: AppTest, index: int = 0) -> bytes:
     """The binary map block the page sends to its map component."""
-    (block,) = [a.bytes for a in at.get("component_instance")[0].proto.special_args if a.key == "payload"]
+    block = map_bytes(at, "payload", index)
+    assert block is not None, "the map was sent without its block"
     return block
 
 
@@ -61,21 +69,22 @@ _sequence = 0  # of the selections sent, as the browser numbers them
 
 
 def select_on_map(at: AppTest, rows: list[int], *, sheets: list[int] = (), new: bool = True,
-                  held: int = 0) -> AppTest:
+                  held: int = 0, index: int = 0) -> AppTest:
     """Run the app as if the user had selected `rows` on the map (a click: one row; a box or a
     lasso: many), sending the binary value the component's browser side sends. `new=False` sends
     the last selection's number again, as the browser does when it only asks for sprite sheets;
-    `held`: the block the browser says it holds (MapPayload.digest_word).
+    `held`: the block the browser says it holds (MapPayload.digest_word); `index`: which of the
+    page's maps.
 
     AppTest cannot render a custom component, so this adds the component's widget state by hand.
     Relies on AppTest internals (`_tree`, `_run`)."""
     global _sequence
     _sequence += new
-    element = at.get("component_instance")[0]
+    element = at.get("component_instance")[index]
     states = at._tree.get_widget_states()
     state = states.widgets.add()
     state.id = element.proto.id
-    state.bytes_value = encode_value(map_args(at)["map_tag"], _sequence, rows, sheets, held)
+    state.bytes_value = encode_value(map_args(at, index)["map_tag"], _sequence, rows, sheets, held)
     at._run(states)
     assert not at.exception, [e.value for e in at.exception]
     return at

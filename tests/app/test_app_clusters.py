@@ -1,20 +1,24 @@
-"""The Clusters page: the clusters table, a cluster's central and outlying images, the outlier
+"""The Clusters page: its map coloured by cluster or outlier score (a click opens the point's
+cluster), the clusters table, a cluster's central and outlying images, the outlier
 gallery, the near-duplicate pairs, and what it says when nothing is stored yet; and colouring the
 Explore page's map by cluster."""
 
 from __future__ import annotations
 
-import json
 import shutil
+from collections import Counter
+
+import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
-from app_driver import open_page, rendered, texts
+from app_driver import map_args, map_block, open_page, rendered, select_on_map, texts
 from ssl_core.cli import main
 from ssl_core.steps.readiness import embedded
 from ssl_core.workflows import jobs
-from ssl_core.analyses.clusters import cluster_run, load_clusters
+from ssl_core.analyses.clusters import HDBSCAN_FACTOR, KMEANS_FACTOR, cluster_run, load_clusters
 from ssl_core.analyses.outliers import load_outliers, outlier_run, pairs_above
+from widgets.scatter_map.payload import decode
 
 
 def open_clusters(run_id: str) -> AppTest:
@@ -109,12 +113,43 @@ def test_the_outlier_gallery_and_the_near_duplicate_pairs(run):
     assert f"{first['id_b']} · {first['label_name_b']}" in shown
 
 
+def test_the_map_is_coloured_by_the_chosen_clusters_or_by_outlier_score_and_a_click_opens_a_cluster(run):
+    cluster_run(run)
+    outlier_run(run, threshold=0.9, top=50)
+    summary, arrays = load_clusters(run)
+    _, scores = load_outliers(run)
+    at = open_clusters(run.id)
+    block, legend = decode(map_block(at)), map_args(at)["legend"]
+    assert sorted(block.rows.tolist()) == list(range(224)) and legend["name"] == KMEANS_FACTOR
+    assert [legend["names"][c] for c in block.colour] == [f"cluster {c}" for c in arrays["kmeans_labels"][block.rows]]
+
+    row = int(next(r for r in range(224) if arrays["kmeans_labels"][r] != summary["kmeans"]["clusters"][0]["cluster"]))
+    cluster = int(arrays["kmeans_labels"][row])
+    select_on_map(at, [row])  # a click: the point's facts beside the map, its cluster in the tab
+    assert at.selectbox(key="clusters_cluster").value == cluster
+    assert f"Cluster {cluster}: most central images" in texts(at.subheader)
+    facts = [rendered(m.value) for m in at.markdown if f"k-means cluster {cluster}" in rendered(m.value)]
+    assert facts and f"outlier score {scores['score'][row]:.3f}" in facts[0], [m.value for m in at.markdown]
+
+    at.radio(key="clusters_algorithm").set_value("hdbscan").run()
+    block, legend = decode(map_block(at)), map_args(at)["legend"]
+    assert legend["name"] == HDBSCAN_FACTOR
+    names = ["noise" if c < 0 else f"cluster {c}" for c in arrays["hdbscan_labels"][block.rows]]
+    assert [legend["names"][c] for c in block.colour] == names
+    at.radio(key="clusters_colour").set_value("outlier score").run()
+    block = decode(map_block(at))
+    assert block.continuous and map_args(at)["legend"]["name"] == "outlier score"
+    np.testing.assert_array_equal(block.colour, scores["score"][block.rows].astype(np.float32))
+    select_on_map(at, list(range(40)))  # a box: its images counted per cluster
+    assert any(c.startswith("40 images selected, in ") for c in texts(at.caption)), texts(at.caption)
+
+
 def test_the_explore_map_can_be_coloured_by_cluster(run):
     cluster_run(run)
     summary, arrays = load_clusters(run)
     at = open_page("explore", {"run": run.id})
-    at.selectbox(key="explore_colour").select("k-means cluster").run()
+    at.selectbox(key="explore_colour").select(KMEANS_FACTOR).run()
     assert not at.exception
-    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    sizes = {trace["name"]: len(trace["hovertext"]) for trace in spec["data"]}
+    block, legend = decode(map_block(at)), map_args(at)["legend"]
+    sizes = Counter(legend["names"][c] for c in block.colour)
     assert sizes == {f"cluster {r['cluster']}": r["size"] for r in summary["kmeans"]["clusters"]}

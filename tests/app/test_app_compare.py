@@ -1,25 +1,28 @@
 """The Compare page on the bundled demo runs: scores with the best marked, aligned maps with a
-selection ringed on the others, CKA and overlap matrices, per-class differences, training curves,
+selection highlighted on the others, CKA and overlap matrices, per-class differences, training curves,
 the exports; fewer than two runs and runs over other images are refused with the reason."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_driver import APP, texts
-from ssl_core.analyses.compare import compare_many, run_scores
+from app_driver import APP, map_args, map_block, map_bytes, select_on_map, texts
+from ssl_core.analyses.compare import aligned_maps, compare_many, run_scores
 from ssl_core.cli import main
+from ssl_core.steps.browsing import load_explore_data
 from ssl_core.steps.embed import load_embeddings
 from ssl_core.steps.evaluate import confusion, knn_predict
 from ssl_core.steps.readiness import comparable
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
+from widgets.scatter_map.payload import decode, decode_rows
 
 PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 DEMOS = ["demo-simclr-shapes", "demo-supervised-shapes", "demo-random-shapes"]
@@ -81,7 +84,7 @@ def test_fewer_than_two_runs_is_a_clear_prompt(runs_root):
     assert any("Pick at least two runs" in i for i in texts(at.info)), texts(at.info)
     at.multiselect(key="compare_runs").select(DEMOS[0]).run()
     assert any("Pick at least two runs" in i for i in texts(at.info))
-    assert not at.get("plotly_chart")
+    assert not at.get("plotly_chart") and not at.get("component_instance")
 
 
 def test_three_runs_show_scores_with_the_best_marked(runs_root):
@@ -146,26 +149,42 @@ def test_stored_factor_and_layer_probes_are_drawn_per_run(runs_root, tmp_path, m
     assert any(f"No factor or layer-wise probe stored for {DEMOS[2]}" in c for c in texts(at.caption))
 
 
-def test_maps_are_aligned_and_a_selection_is_ringed_on_the_others(runs_root):
+def test_maps_are_aligned_and_a_selection_is_highlighted_on_the_others(runs_root):
     at = open_compare(DEMOS[:2])
-    maps = [spec for spec in charts(at).values() if "data" in spec and spec["data"][0]["type"] == "scattergl"]
-    assert len(maps) == 2
-    # Select 25 rows on the first map, as the browser would send a box selection.
-    rows = list(range(100, 125))
-    first = at.get("plotly_chart")[0]
-    states = at._tree.get_widget_states()
-    state = states.widgets.add()
-    state.id = first.proto.id
-    state.string_value = json.dumps({"selection": {
-        "points": [{"customdata": r, "point_index": i, "curve_number": 0} for i, r in enumerate(rows)],
-        "point_indices": list(range(len(rows))), "box": [{"x": [0, 1], "y": [0, 1]}], "lasso": []}})
-    at._run(states)
-    assert not at.exception, [e.value for e in at.exception]
-    scatter = [spec for spec in charts(at).values() if spec["data"][0]["type"] == "scattergl"]
-    ringed = [trace for spec in scatter for trace in spec["data"] if trace["name"].startswith("selected")]
-    assert len(ringed) == 1 and ringed[0]["name"] == "selected (25)"
+    assert not [spec for spec in charts(at).values() if spec["data"][0]["type"] == "scattergl"]  # no Plotly map
+    aligned = aligned_maps([Run(runs_root / name) for name in DEMOS[:2]])
+    data = load_explore_data(Run(runs_root / DEMOS[0]))
+    for i in range(2):  # every point of each run's aligned map, coloured by label
+        block = decode(map_block(at, i))
+        np.testing.assert_array_equal(np.stack([block.x, block.y], axis=1), aligned[i][0][block.rows])
+        legend = map_args(at, i)["legend"]
+        assert legend["name"] == "label"
+        assert [legend["names"][c] for c in block.colour] == [data.label_name(r) for r in block.rows]
+        assert decode_rows(map_bytes(at, "highlight", i)).size == 0  # nothing selected yet
+
+    rows = list(range(100, 125))  # a lasso on the first map, as the browser sends it
+    select_on_map(at, rows, index=0)
+    for i in range(2):  # the second map highlights them; the first keeps them selected
+        assert decode_rows(map_bytes(at, "highlight", i)).tolist() == rows
+        # The browser renders the map again only for new JSON arguments: the rows' checksum is one.
+        assert map_args(at, i)["highlight_crc"] == zlib.crc32(map_bytes(at, "highlight", i))
     assert any("Selection: 25 images" in m for m in texts(at.markdown))
-    assert len([c for image in at.get("image") for c in image.captions if c.startswith("test/") or c.startswith("train/")]) == 12
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert captions[:12] == [f"{data.ids[r]} · {data.label_name(r)}" for r in rows[:12]]
+
+    select_on_map(at, [7], index=1)  # a click on the second map: the first follows
+    assert decode_rows(map_bytes(at, "highlight", 0)).tolist() == [7]
+    assert any(f"Selection: 1 images** on the map of {DEMOS[1]}" in m for m in texts(at.markdown))
+    select_on_map(at, [], index=0)  # clearing on a map that did not make the selection keeps it
+    assert decode_rows(map_bytes(at, "highlight", 0)).tolist() == [7]
+    select_on_map(at, [], index=1)  # clearing it where it was made clears it everywhere
+    assert all(decode_rows(map_bytes(at, "highlight", i)).size == 0 for i in range(2))
+    assert not any("Selection:" in m for m in texts(at.markdown))
+
+    at.selectbox(key="compare_colour").select("split").run()
+    split = decode(map_block(at, 1))
+    assert map_args(at, 1)["legend"]["name"] == "split"
+    assert [map_args(at, 1)["legend"]["names"][c] for c in split.colour] == data.splits[split.rows].tolist()
 
 
 def test_a_run_over_other_images_is_left_out_with_the_reason(runs_root, tmp_path, monkeypatch):

@@ -1,12 +1,11 @@
-"""The map's colourings and the Plotly selection -> rows step, without Streamlit: synthetic data, no run."""
+"""The map's colourings, without Streamlit: synthetic data, no run."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from ssl_core.steps.browsing import ExploreData
-from widgets.map_figure import categories, colour_options, selected_rows
+from widgets.map_figure import categories, colour_options
 
 
 def fake_data(n: int = 30) -> ExploreData:
@@ -37,14 +36,3 @@ def test_rows_without_a_known_level_are_named_last():
     assert order == ["cat", "owl", "unlabelled"]
     data.factors["background"] = np.array([1, 5] + [0] * 28)
     assert categories(data, "background")[1] == ["plain", "stripes", "?"]
-
-
-@pytest.mark.parametrize("state, rows", [
-    (None, []),
-    ({"selection": {"points": [], "box": [], "lasso": []}}, []),
-    ({"selection": {"points": [{"customdata": [5]}, {"customdata": [2]}]}}, [5, 2]),
-    ({"selection": {"points": [{"customdata": 5}, {"customdata": 5.0}]}}, [5]),  # scalar, repeated
-    ({"selection": {"points": [{"point_index": 1}]}}, []),  # a point of a trace without rows
-])
-def test_selected_rows_reads_rows_from_customdata(state, rows):
-    assert selected_rows(state).tolist() == rows

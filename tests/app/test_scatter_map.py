@@ -12,8 +12,8 @@ from PIL import Image
 
 from ssl_core.steps.browsing import ExploreData
 from widgets.map_figure import PALETTE, categories
-from widgets.scatter_map.payload import (NOTHING, decode, encode, encode_value, map_payload, read_value,
-                                         z_order)
+from widgets.scatter_map.payload import (NOTHING, decode, decode_rows, encode, encode_rows, encode_value, map_payload,
+                                         read_value, z_order)
 from widgets.scatter_map.sprites import COLUMNS, PER_SHEET, THUMB, sheet_jpeg, sheet_picture, thumbnails
 
 
@@ -149,3 +149,9 @@ def test_larger_images_become_32_px_thumbnails():
     assert small.shape == (2, 32, 32, 3)
     assert abs(int(small[0, 0, 0, 0]) - big[0, :3, :3, 0].mean()) <= 0.5
     assert thumbnails(big[:, :50, :50]).shape == (2, 32, 32, 3)
+
+
+def test_rows_to_highlight_travel_once_each_and_only_rows_of_the_map():
+    block = encode_rows([7, 3, 7, -1, 50, 0], 50)
+    assert decode_rows(block).tolist() == [7, 3, 0]  # repeats and rows off the map dropped, order kept
+    assert encode_rows(np.zeros(0, dtype=np.int64), 50) == b""

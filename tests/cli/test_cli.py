@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-TINY = ["--dataset", "shapes", "--backbone", "convnet", "--device", "cpu", "--train-size", "256",
+# No map snapshots (--map-snapshots 0): a map per check would cost these runs' fresh processes seconds.
+TINY = ["--dataset", "shapes", "--backbone", "convnet", "--device", "cpu", "--map-snapshots", "0", "--train-size", "256",
         "--test-size", "128", "--batch-size", "64", "--no-progress"]
 
 

@@ -17,7 +17,8 @@ from ssl_core.store.run_store import RunStore
 from ssl_core.models.checkpoint import load_checkpoint
 from tiny_runs import trained_run
 
-TINY = ["--dataset", "shapes", "--backbone", "convnet", "--device", "cpu", "--train-size", "128",
+# No map snapshots (--map-snapshots 0): a map per check would cost these runs' fresh processes seconds.
+TINY = ["--dataset", "shapes", "--backbone", "convnet", "--device", "cpu", "--map-snapshots", "0", "--train-size", "128",
         "--test-size", "64", "--batch-size", "32", "--no-progress"]
 
 

@@ -15,6 +15,9 @@ for a million points). So there the browser also says which block it holds, and 
 an empty block in its place while it holds the current one; a browser that has lost it (its
 frame reloaded) says it holds none and gets it on the next rerun.
 
+A page can also highlight rows it chose itself (`highlight`: the Compare page rings on each map
+the images selected on another); the browser draws them as it draws a selection of its own.
+
 regl-scatterplot (with streamlit-component-lib) was chosen for its lasso, hover events and
 millions of points, and because it draws in headless Chromium on SwiftShader's software WebGL,
 where the browser tests run. The frontend's source is in frontend/ (`npm ci && npm run build`
@@ -24,6 +27,7 @@ Node.js to run it.
 
 from __future__ import annotations
 
+import zlib
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -32,7 +36,7 @@ import numpy as np
 import streamlit as st
 import streamlit.components.v1 as components
 
-from widgets.scatter_map.payload import MapPayload, read_value
+from widgets.scatter_map.payload import MapPayload, encode_rows, read_value
 from widgets.scatter_map.sprites import COLUMNS, PER_SHEET, THUMB, eager, sheet_count, sheet_urls
 
 BUILD = Path(__file__).resolve().parent / "frontend" / "build"
@@ -52,17 +56,29 @@ def _selected(key: str, payload: MapPayload, on_select: Callable[[np.ndarray], N
 
 
 def scatter_map(payload: MapPayload, images, *, key: str, height: int = 620,
-                on_select: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
-    """Draw `payload` (the rows of `images`, uint8 (N, H, W, 3), are the map's rows) and return
+                on_select: Callable[[np.ndarray], None] | None = None,
+                highlight: np.ndarray | None = None) -> np.ndarray:
+    """Draw `payload` (the rows of `images`, uint8 (N, H, W, 3), are the map's rows; None: a run
+    without images, whose points never show as pictures) and return
     the rows of the current selection: empty, one row (a click) or many (a box or a lasso), in
-    selection order. `on_select(rows)` runs before the page reruns, once per new selection."""
+    selection order. `on_select(rows)` runs before the page reruns, once per new selection.
+    `highlight`: rows drawn as selected, replacing the map's selection whenever they change (an
+    empty array clears it); None leaves the selection to the person."""
     n_sheets = sheet_count(len(payload.rows))
     value = read_value(st.session_state.get(key), payload.map_tag, len(payload.rows), n_sheets)
-    urls = sheet_urls(payload, images, value.sheets, key)
-    asks = not eager(images, len(payload.rows))
+    # No images: no sheets, and a browser that is never told to ask for any.
+    urls = sheet_urls(payload, images, value.sheets, key) if images is not None else {}
+    asks = images is not None and not eager(images, len(payload.rows))
     held = asks and value.held == payload.digest_word
+    # Only a page that highlights sends the argument: Explore's arguments stay as they were.
+    extra = {}
+    if highlight is not None:
+        rows = encode_rows(highlight, len(payload.rows))
+        # Streamlit's browser side renders a component again only when its JSON arguments change
+        # (its binary ones are not compared), so a checksum of the rows travels beside them.
+        extra = {"highlight": rows, "highlight_crc": zlib.crc32(rows)}
     _component(
-        payload=b"" if held else payload.data, digest=payload.digest, map_tag=payload.map_tag, title=payload.title,
+        **extra, payload=b"" if held else payload.data, digest=payload.digest, map_tag=payload.map_tag, title=payload.title,
         legend=payload.legend, labels=payload.labels, height=height, thumbnails_below=THUMBNAILS_BELOW,
         sheets={"urls": urls, "count": n_sheets, "per_sheet": PER_SHEET, "columns": COLUMNS, "thumb": THUMB,
                 "ask": asks},

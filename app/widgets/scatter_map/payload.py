@@ -14,6 +14,8 @@ thumbnails (`sprites`) follow the same order, so a zoomed-in view needs a sheet 
 of every sheet. The block is built once and kept (`cached_payload`), so the component's arguments
 are byte-identical on every rerun and Streamlit sends them once per run and colouring.
 
+Rows to highlight, to the browser: uint32 rows, in any order (`encode_rows`).
+
 From the browser, a selection: uint32 [version, map tag, sequence, held, n, rows..., m,
 sheets...]. The map tag says which points the rows refer to (a value left from another run or map
 is ignored); the sequence number grows with each selection, so a value sent only to ask for
@@ -220,6 +222,19 @@ class BrowserValue:
 
 
 NOTHING = BrowserValue()
+
+
+def encode_rows(rows, n_rows: int) -> bytes:
+    """Rows as the browser reads a highlight: unique uint32 rows of the map's `n_rows`, in the
+    order given (rows off the map dropped)."""
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    rows = rows[(rows >= 0) & (rows < n_rows)]
+    return rows[np.sort(np.unique(rows, return_index=True)[1])].astype("<u4").tobytes()
+
+
+def decode_rows(block: bytes) -> np.ndarray:
+    """The rows of a highlight (tests)."""
+    return np.frombuffer(block, dtype="<u4").astype(np.int64)
 
 
 def encode_value(map_tag: int, sequence: int, rows, sheets=(), held: int = 0) -> bytes:

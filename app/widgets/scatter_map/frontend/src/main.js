@@ -5,7 +5,7 @@
 
 import createScatterplot from "regl-scatterplot";
 import { Streamlit } from "streamlit-component-lib/dist/streamlit";
-import { decodeMap, digestWord, encodeValue } from "./payload.js";
+import { decodeMap, decodeRows, digestWord, encodeValue } from "./payload.js";
 import { Sheets } from "./sheets.js";
 
 const MAX_ASKED = 64; // sprites.MAX_ASKED: sheets the page registers at once when it must be asked
@@ -33,6 +33,7 @@ let hidden = new Set(); // legend categories switched off
 let drawing = Promise.resolve();
 let thumbsQueued = false;
 let moved = false; // by the person: until then the whole map stays fitted to the plot area
+let highlighted = null; // the page's last `highlight` bytes, applied once: a rerun with the same ones keeps a new selection
 const sheets = new Sheets(() => {
   showTip();
   queueThumbs();
@@ -114,11 +115,13 @@ function createPlot() {
   });
   plot.subscribe("select", ({ points }) => {
     selection = Array.from(points);
+    highlighted = null; // the person's own selection replaced the page's: the page's next one is drawn whatever it is
     plot.set({ opacityInactiveScale: selectionDimming() });
     send(true);
   });
   plot.subscribe("deselect", () => {
     selection = [];
+    highlighted = null; // a page that keeps its highlight (Compare, cleared on another map) draws it again
     send(true);
   });
   plot.subscribe("view", () => {
@@ -342,6 +345,39 @@ function drawMap(samePoints) {
     .catch(fail);
 }
 
+function sameBytes(a, b) {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return false;
+  }
+  return true;
+}
+
+// The rows the page highlights (a selection made on another map of the same images, on the
+// Compare page) become this map's selection, drawn as its own is, without telling the page.
+function highlight(bytes) {
+  const given = bytes ?? new Uint8Array(0);
+  if (sameBytes(given, highlighted)) return;
+  highlighted = given.slice();
+  const rows = decodeRows(given);
+  drawing = drawing
+    .then(() => {
+      const pointOf = new Int32Array(map.n).fill(-1);
+      map.rows.forEach((row, i) => {
+        if (row < map.n) pointOf[row] = i;
+      });
+      selection = Array.from(rows, (row) => (row < map.n ? pointOf[row] : -1)).filter((i) => i >= 0);
+      if (selection.length) {
+        plot.select(selection, { preventEvent: true });
+      } else {
+        plot.deselect({ preventEvent: true });
+      }
+      plot.set({ opacityInactiveScale: selectionDimming() });
+      frame.dataset.highlighted = String(selection.length);
+    })
+    .catch(fail);
+}
+
 function fail(error) {
   const box = $("error");
   box.textContent = `The map cannot be drawn: ${error.message ?? error}`;
@@ -370,12 +406,14 @@ function onRender(event) {
         mapTag = args.map_tag;
         selection = [];
         asked = [];
+        highlighted = null; // other points: the highlight is applied to them afresh
         sheets.clear();
       }
       hidden = new Set(); // each colouring has its own categories
       showLegend();
       drawMap(samePoints);
     }
+    if (map && args.highlight !== undefined) highlight(args.highlight); // only a page that highlights sends it
   } catch (error) {
     fail(error);
   }

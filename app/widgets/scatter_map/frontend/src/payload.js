@@ -31,6 +31,13 @@ export function decodeMap(bytes) {
   return { n, x, y, rows, colour, labels, continuous };
 }
 
+// Rows the page asks to highlight (uint32, little-endian): a selection made on another map.
+export function decodeRows(bytes) {
+  if (!bytes || bytes.length < 4) return new Uint32Array(0);
+  const block = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  return new Uint32Array(block.buffer, block.byteOffset, Math.floor(block.byteLength / 4));
+}
+
 // [version, map tag, sequence, held, n, rows..., m, sheets...] as uint32
 export function encodeValue(mapTag, sequence, held, rows, sheets) {
   const words = new Uint32Array(6 + rows.length + sheets.length);
