@@ -127,7 +127,8 @@ def folder_config(folder, tmp_path, load_mode, epochs=2, workers=1):
                         data_dir=str(tmp_path / "cache")),
         backbone=BackboneConfig(name="convnet"), method={"name": "simclr"},
         train=TrainConfig(epochs=epochs, batch_size=16, device="cpu", log_every=1, knn_max_bank=64,
-                          knn_max_queries=16, checkpoint_min_seconds=0))
+                          knn_max_queries=16, checkpoint_min_seconds=0,
+                          map_snapshots=0))  # no map per check: suite time
 
 
 def test_a_streamed_run_takes_the_in_memory_runs_steps(shapes_folder, tmp_path, store):

@@ -36,7 +36,7 @@ def held_out_knn(store, method: str, backbone: str, data: dict, epochs: int) -> 
                        backbone=BackboneConfig(backbone), method={"name": method},
                        train=TrainConfig(**train_settings(method, dict(  # the method's recipe, as `train` has it
                            epochs=epochs, batch_size=64, device="cpu", knn_every=0, checkpoint_every=10_000,
-                           log_every=50))))
+                           log_every=50, map_snapshots=0))))  # no map per check: suite time
     run = store.create(config)
     train(run, progress=False)
     embed_run(run, device="cpu", progress=False)
