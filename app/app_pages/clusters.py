@@ -20,7 +20,7 @@ from ssl_core.analyses.clusters import HDBSCAN_FACTOR, KMEANS_FACTOR, has_cluste
 from ssl_core.analyses.label_issues import has_label_issues
 from ssl_core.analyses.runner import not_applicable
 from ssl_core.steps.browsing import label_name
-from ssl_core.steps.readiness import embedded
+from ssl_core.steps.readiness import embedded, viewable
 from ssl_core.analyses.outliers import OUTLIER_FACTOR, has_outliers, pairs_above, with_outlier_score
 from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
@@ -42,6 +42,16 @@ CLUSTER_FACTORS = {"kmeans": KMEANS_FACTOR, "hdbscan": HDBSCAN_FACTOR}
 def caption(summary: dict, labels, row: int, row_id: str, value: str) -> str:
     """'id · value · label' under one of a cluster's images."""
     return " · ".join([row_id, value, label_name(summary.get("class_names") or [], int(labels[row]))])
+
+
+def pictures(images, rows, captions) -> None:
+    """The images of `rows` in a grid with their captions; a run imported without images lists
+    the captions (id, value, label) as a table instead."""
+    if images is None:
+        st.dataframe(pd.DataFrame({"row": [int(r) for r in rows], "id · value · label": list(captions)}),
+                     hide_index=True)
+    else:
+        image_grid(images[rows], captions, columns=8)
 
 
 @st.fragment(run_every=POLL_SECONDS)
@@ -142,7 +152,8 @@ def cluster_map(run: Run, clusters, outliers, images, algorithm: str) -> None:
     row = st.session_state.get("clusters_point")
     if row is not None and 0 <= row < len(data.ids):
         with point_col:
-            st.image(enlarge(images[row], 128))
+            if images is not None:
+                st.image(enlarge(images[row], 128))
             st.markdown(f"**{literal(data.ids[row])}** · {literal(data.label_name(row))}  \n"
                         + "  \n".join(point_facts(clusters, outliers, algorithm, row)))
 
@@ -162,7 +173,9 @@ try:
     clusters = loaders.clusters(run)
     outliers = loaders.outliers(run)
     issues = loaders.label_issues(run)
-    images = loaders.images(run) if any(r is not None for r in (clusters, outliers, issues)) else None
+    no_images = viewable(run)  # imported from its embeddings alone: ids and labels stand in for pictures
+    shown = no_images is None and any(r is not None for r in (clusters, outliers, issues))
+    images = loaders.images(run) if shown else None
 except (OSError, ValueError, KeyError) as e:
     st.error(f"Cannot show the analyses of run {literal(run.id)}: {sentence(e)}")
     st.stop()
@@ -171,6 +184,8 @@ algorithm = "kmeans"
 if clusters is not None:  # above the map: the map and the Clusters tab show the same clusters
     algorithm = st.radio("Algorithm", list(ALGORITHMS), format_func=ALGORITHMS.get, horizontal=True,
                          key="clusters_algorithm")
+if no_images is not None and any(r is not None for r in (clusters, outliers, issues)):
+    st.info(f"No pictures here: {sentence(no_images)}. The lists below name each image by its id.")
 if clusters is not None or outliers is not None:
     cluster_map(run, clusters, outliers, images, algorithm)
 
@@ -238,8 +253,8 @@ with clusters_tab:
             for title, kind in (("most central", "central"), ("most outlying", "outlying")):
                 rows, ids = record[f"{kind}_rows"], record[f"{kind}_ids"]
                 st.subheader(f"Cluster {chosen}: {title} images")
-                image_grid(images[rows], [caption(summary, labels, row, row_id, f"d={distance[row]:.3f}")
-                                          for row, row_id in zip(rows, ids)], columns=8)
+                pictures(images, rows, [caption(summary, labels, row, row_id, f"d={distance[row]:.3f}")
+                                        for row, row_id in zip(rows, ids)])
             st.caption("d: cosine distance to the cluster's centre.")
 
 with outliers_tab:
@@ -255,8 +270,8 @@ with outliers_tab:
         shown = len(top) if len(top) < 2 else int(st.slider(
             "Images", min_value=1, max_value=len(top), value=min(32, len(top)), key="clusters_outliers_shown"))
         rows = [o["row"] for o in top[:shown]]
-        image_grid(images[rows], [" · ".join([o["id"], f"score={o['score']:.3f}", o["label_name"] or "unlabelled"])
-                                  for o in top[:shown]], columns=8)
+        pictures(images, rows, [" · ".join([o["id"], f"score={o['score']:.3f}", o["label_name"] or "unlabelled"])
+                                for o in top[:shown]])
 
 with pairs_tab:
     if outliers is None:
@@ -276,11 +291,13 @@ with pairs_tab:
         st.caption(f"{len(pairs):,} pairs at similarity {threshold:.3f} or more{capped}."
                    + (f" Showing the first {PAIRS_SHOWN}." if len(pairs) > PAIRS_SHOWN else ""))
         for pair in pairs[:PAIRS_SHOWN]:
+            names = [literal(f"{pair[f'id_{s}']} · {pair[f'label_name_{s}'] or 'unlabelled'}") for s in "ab"]
+            if images is None:
+                st.markdown(f"{names[0]} and {names[1]}: similarity **{pair['similarity']:.4f}**")
+                continue
             left, right, facts = st.columns([1, 1, 4])
-            left.image(enlarge(images[pair["a"]]),
-                       caption=literal(f"{pair['id_a']} · {pair['label_name_a'] or 'unlabelled'}"))
-            right.image(enlarge(images[pair["b"]]),
-                        caption=literal(f"{pair['id_b']} · {pair['label_name_b'] or 'unlabelled'}"))
+            left.image(enlarge(images[pair["a"]]), caption=names[0])
+            right.image(enlarge(images[pair["b"]]), caption=names[1])
             facts.markdown(f"similarity **{pair['similarity']:.4f}**")
 
 with issues_tab:
@@ -309,9 +326,9 @@ with issues_tab:
             st.markdown(f"**{literal(entry['id'])}** ({entry['split']}) · labelled **{literal(entry['label_name'])}** "
                         f"· its neighbours say **{literal(entry['majority_name'])}**{share} · "
                         f"score {entry['score']:.3f}")
-            image_grid(images[[entry["row"], *neighbours]],
-                       [f"{entry['id']} · labelled {entry['label_name']}"]
-                       + [f"{ids[n]} · {label_name(class_names, int(labels[n]))}" for n in neighbours], columns=8)
+            pictures(images, [entry["row"], *neighbours],
+                     [f"{entry['id']} · labelled {entry['label_name']}"]
+                     + [f"{ids[n]} · {label_name(class_names, int(labels[n]))}" for n in neighbours])
 
 with subgroups_tab:
     if unlabelled:

@@ -1,13 +1,18 @@
 """Explore on a run imported without images: the map is drawn, a click lists the neighbours by
-id, label and distance, a selection lists its rows, and the page says there are no images."""
+id, label and distance, a selection lists its rows, and the page says there are no images; the
+Clusters page lists its clusters, outliers and label issues by id."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from app_driver import map_block, open_page, select_on_map, texts
+from ssl_core.analyses.runner import run_analyses
+from ssl_core.steps.embed import load_all_embeddings
 from ssl_core.store.run_store import RunStore
 from ssl_core.workflows.importer import import_embeddings
 from widgets.scatter_map.payload import decode
@@ -56,3 +61,21 @@ def test_other_pages_open_on_a_run_without_images(vectors_only, monkeypatch, pag
     runs, run_id = vectors_only
     monkeypatch.setenv("SSL_EXPLORER_RUNS", runs)
     open_page(page, {"run": run_id})  # asserts that no exception reached the page
+
+
+def test_clusters_lists_its_analyses_by_id_without_images(vectors_only, monkeypatch, tmp_path):
+    runs, run_id = vectors_only
+    runs = shutil.copytree(runs, tmp_path / "runs")  # analysed here, not in the module's runs folder
+    run = RunStore(runs).get(run_id)
+    run_analyses(run, ["clusters", "outliers", "label_issues"], device="cpu")
+    ids = load_all_embeddings(run)[2]  # of each map row
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(runs))
+    at = open_page("clusters", {"run": run_id})
+    assert any("imported without images" in i for i in texts(at.info))
+    assert not at.get("imgs")  # no picture anywhere on the page
+    assert len(decode(map_block(at)).rows) == N
+    listed = [d.value for d in at.dataframe if "id · value · label" in d.value.columns]
+    assert len(listed) >= 4  # a cluster's central and outlying members, the outliers, a label issue's neighbours
+    for table in listed:
+        assert table["id · value · label"].str.startswith("item-").all()
+        assert [ids[r] for r in table["row"]] == [c.split(" · ")[0] for c in table["id · value · label"]]
