@@ -4,7 +4,8 @@ Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a fresh r
 opens the Overview first: one screen (1400 x 900) with a tile per run trained here, each linking to
 its run in Explore. It clicks the best self-supervised run's tile, waits for its map, clicks a
 point, sees the neighbour grid, and opens the other pages. On the Explore map it hovers a point,
-boxes a group and zooms in until the points are drawn as their images. Screenshots go under
+lassos a group (its label counts checked against the points inside) and zooms in until the
+points are drawn as their images. Screenshots go under
 test-artifacts/, and those of the Overview and of Explore with neighbours into docs/images/ for
 the README. No request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs
 are chosen from what the runs folder holds (analyses.standings), never by name. Also records how
@@ -214,30 +215,42 @@ def test_the_overview_opens_first_and_its_tiles_open_their_runs_in_explore(app_u
     print(f"app command to first rendered map: {first_map_s:.1f} s; the Overview rendered in {overview_s:.1f} s")
 
 
-EDGE_MARGIN = 1  # px: a point this close to an edge of the box may fall on either side of it
+EDGE_MARGIN = 1  # px: a point this close to an edge of a box or lasso may fall on either side of it
 
 
-def clear_box(x: np.ndarray, y: np.ndarray) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) in whole pixels of a box holding 20 to 500 points, with as few
-    as can be found within EDGE_MARGIN of its edges."""
+def in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inside, near): whether each point lies inside the closed `polygon` (V, 2) by the even-odd
+    rule, and whether it lies within EDGE_MARGIN of one of its edges."""
+    inside, near = np.zeros(len(x), bool), np.zeros(len(x), bool)
+    points = np.stack([x, y], axis=1)
+    for (x1, y1), (x2, y2) in zip(polygon, np.roll(polygon, -1, axis=0)):
+        crosses = (y1 > y) != (y2 > y)
+        inside ^= crosses & (x < x1 + (y - y1) * (x2 - x1) / np.where(y2 == y1, 1e-12, y2 - y1))
+        edge = np.array([x2 - x1, y2 - y1])
+        t = np.clip(((points - [x1, y1]) @ edge) / max(edge @ edge, 1e-12), 0, 1)
+        near |= np.linalg.norm(points - ([x1, y1] + t[:, None] * edge), axis=1) < EDGE_MARGIN
+    return inside, near
+
+
+def clear_lasso(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The vertices (px) of a freehand-like lasso holding 20 to 500 points, with as few as can be
+    found near its edges: a wobbly loop of 36 points that stops short of its start (a lasso
+    released where it began is a click), as the map closes it with a straight edge."""
     rng = np.random.default_rng(0)
+    turns = np.linspace(0, 1.85 * np.pi, 36)
     best, fewest = None, len(x)
-    for _ in range(2_000):
+    for _ in range(400):
         centre = rng.integers(len(x))
-        half_width, half_height = (int(h) for h in rng.integers(15, 60, size=2))
-        left, right = round(x[centre]) - half_width, round(x[centre]) + half_width
-        top, bottom = round(y[centre]) - half_height, round(y[centre]) + half_height
-        inner = ((x > left + EDGE_MARGIN) & (x < right - EDGE_MARGIN) & (y > top + EDGE_MARGIN)
-                 & (y < bottom - EDGE_MARGIN)).sum()
-        outer = ((x > left - EDGE_MARGIN) & (x < right + EDGE_MARGIN) & (y > top - EDGE_MARGIN)
-                 & (y < bottom + EDGE_MARGIN)).sum()
-        if 20 <= inner and outer <= 500 and outer - inner < fewest:
-            best, fewest = (left, top, right, bottom), outer - inner
-    assert best is not None, "no box of 20 to 500 points on the map"
+        radius = rng.uniform(25, 70) * (1 + 0.15 * np.sin(3 * turns + rng.uniform(0, 2 * np.pi)))
+        polygon = np.round(np.stack([x[centre] + radius * np.cos(turns), y[centre] + radius * np.sin(turns)], 1))
+        inside, near = in_polygon(x, y, polygon)
+        if 20 <= (inside & ~near).sum() and (inside | near).sum() <= 500 and near.sum() < fewest:
+            best, fewest = polygon, near.sum()
+    assert best is not None, "no lasso of 20 to 500 points on the map"
     return best
 
 
-def test_the_explore_map_shows_images_on_hover_counts_a_box_and_turns_into_images_when_zoomed(app_url, page):
+def test_the_explore_map_shows_images_on_hover_counts_a_lasso_and_turns_into_images_when_zoomed(app_url, page):
     url, _, runs = app_url
     ARTIFACTS.mkdir(exist_ok=True)
     best = best_self_supervised(standings(RunStore(runs).get(s.id) for s in RunStore(runs).list())).run_id
@@ -264,16 +277,15 @@ def test_the_explore_map_shows_images_on_hover_counts_a_box_and_turns_into_image
     assert frame.locator("#tip .detail").text_content() == f"row {rows[hovered]}"
     page.screenshot(path=str(ARTIFACTS / "explore_hover.png"))
 
-    # A box drawn with the mouse: the page counts the points inside it.
-    frame.locator("#mode-box").click()
-    left, top, right, bottom = clear_box(x, y)
-    inner = (x > left + EDGE_MARGIN) & (x < right - EDGE_MARGIN) & (y > top + EDGE_MARGIN) & (y < bottom - EDGE_MARGIN)
-    outer = (x > left - EDGE_MARGIN) & (x < right + EDGE_MARGIN) & (y > top - EDGE_MARGIN) & (y < bottom + EDGE_MARGIN)
+    # A lasso drawn with the mouse: the page counts the points inside it.
+    frame.locator("#mode-lasso").click()
+    polygon = clear_lasso(x, y)
+    inside, near = in_polygon(x, y, polygon)
     box = iframe.bounding_box()
-    page.mouse.move(box["x"] + left - 4, box["y"] + top - 4)
+    page.mouse.move(box["x"] + polygon[0, 0], box["y"] + polygon[0, 1])
     page.mouse.down()
-    for step in np.linspace(0, 1, 16):  # at a person's pace: the map samples the mouse every 10 ms
-        page.mouse.move(box["x"] + left + step * (right - left), box["y"] + top + step * (bottom - top))
+    for vx, vy in polygon[1:]:  # at a person's pace: the map samples the mouse every 10 ms
+        page.mouse.move(box["x"] + vx, box["y"] + vy)
         page.wait_for_timeout(20)
     page.wait_for_timeout(100)
     received.clear()
@@ -285,13 +297,17 @@ def test_the_explore_map_shows_images_on_hover_counts_a_box_and_turns_into_image
                           " c => c.textContent)")
     counts = Counter({name: int(count) for name, count in zip(cells[::2], cells[1::2])})
     assert sum(counts.values()) == selected, (counts, selected)
-    # Every point inside the box and none outside: the counts lie between those of the points
+    # Every point inside the lasso and none outside: the counts lie between those of the points
     # surely inside and those of the points inside or on an edge (equal when no point is on one).
-    surely, maybe = Counter(labels[c] for c in label_codes[inner]), Counter(labels[c] for c in label_codes[outer])
+    surely = Counter(labels[c] for c in label_codes[inside & ~near])
+    maybe = Counter(labels[c] for c in label_codes[inside | near])
     assert surely <= counts <= maybe, (counts, surely, maybe)
-    print(f"box of {selected} points: {inner.sum()} surely inside, {outer.sum()} with those on its edges")
+    print(f"lasso of {selected} points: {(inside & ~near).sum()} surely inside, {(inside | near).sum()} with "
+          "those on its edges")
+    page.mouse.move(5, 5)  # off the map: no hover card over the lasso in the screenshot
+    page.wait_for_timeout(300)
     assert max(received) < block, f"the rerun sent the map again: a message of {max(received):,} bytes"
-    page.screenshot(path=str(ARTIFACTS / "explore_box.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "explore_lasso.png"), full_page=True)
 
     # Zoom into the densest patch until few enough points are in view to draw each as its image.
     densest = int(np.argmax(((np.abs(x[:, None] - x) < 30) & (np.abs(y[:, None] - y) < 30)).sum(axis=1)))
