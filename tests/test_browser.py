@@ -6,8 +6,8 @@ its run in Explore. It clicks the best self-supervised run's tile, waits for its
 point, sees the neighbour grid, and opens the other pages. On the Explore map it hovers a point,
 lassos a group (its label counts checked against the points inside) and zooms in until the
 points are drawn as their images. Screenshots go under
-test-artifacts/, and those of the Overview and of Explore with neighbours into docs/images/ for
-the README. No request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs
+test-artifacts/, and those of the Overview, of Explore with neighbours and of Explore zoomed in to
+its thumbnails into docs/images/ for the README. No request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs
 are chosen from what the runs folder holds (analyses.standings), never by name. Also records how
 long the app took from its command to the first rendered map, and the Overview's render time.
 """
@@ -322,7 +322,7 @@ def test_the_explore_map_shows_images_on_hover_counts_a_lasso_and_turns_into_ima
                             " === document.getElementById('frame').dataset.inView", timeout=10_000)
     page.mouse.move(5, 5)
     page.wait_for_timeout(300)
-    page.screenshot(path=str(ARTIFACTS / "explore_thumbnails.png"))
+    save_for_docs(page, "explore_thumbnails.png")
     assert "Traceback" not in page.content()
 
 
