@@ -25,6 +25,10 @@ class ImageSet:
     factors:     name -> numpy array (N,) of a known generative factor (shape colour, scale...)
                  or of a metadata column; integer codes for categorical ones.
     factor_levels: for categorical factors, name -> the level names indexed by the codes.
+    mirror_safe: whether an image's mirror image (left to right) still shows what it shows:
+                 photographs and drawn shapes do, digits and letters do not (a mirrored 2 is
+                 no digit). Methods train such sets without horizontal flips
+                 (`ssl_core.models.methods.base.method_config`).
     """
 
     name: str
@@ -35,6 +39,7 @@ class ImageSet:
     class_names: tuple[str, ...]
     factors: dict[str, np.ndarray] = field(default_factory=dict)
     factor_levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    mirror_safe: bool = True
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -77,6 +82,7 @@ class ImageSet:
             class_names=self.class_names,
             factors={k: v[np_index] for k, v in self.factors.items()},
             factor_levels=self.factor_levels,
+            mirror_safe=self.mirror_safe,
         )
 
     @property

@@ -12,6 +12,7 @@ torchvision is imported only here, and only when one of these sets is loaded, so
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
@@ -39,14 +40,15 @@ class OnlineSet:
     torchvision_class: str  # the class in torchvision.datasets
     split_by_name: bool  # split="train"/"test" (STL-10, SVHN), else train=True/False
     download_mb: int  # what --download fetches, for the error message
+    mirror_safe: bool = True  # see ImageSet.mirror_safe: digits are not
 
 
 ONLINE_SETS = {
     "cifar10": OnlineSet("CIFAR10", False, 163),
     "cifar100": OnlineSet("CIFAR100", False, 161),
     "stl10": OnlineSet("STL10", True, 2640),  # one archive, with the unlabelled split
-    "svhn": OnlineSet("SVHN", True, 246),
-    "mnist": OnlineSet("MNIST", False, 12),
+    "svhn": OnlineSet("SVHN", True, 246, mirror_safe=False),
+    "mnist": OnlineSet("MNIST", False, 12, mirror_safe=False),
     "fashion_mnist": OnlineSet("FashionMNIST", False, 30),
 }
 
@@ -181,7 +183,7 @@ def load_online(name: str, cfg: DataConfig) -> ImageSet:
         ids += [f"{split}/{i}" for i in keep]
     # SVHN names no classes; its labels are the digits (torchvision maps the '10' for 0 to 0).
     class_names = getattr(dataset, "classes", None) or [str(d) for d in range(10)]
-    return to_imageset(
+    built = to_imageset(
         name,
         np.concatenate([parts[0][0], parts[1][0]]),
         np.concatenate([parts[0][1], parts[1][1]]),
@@ -190,6 +192,7 @@ def load_online(name: str, cfg: DataConfig) -> ImageSet:
         class_names,
         cfg.resolution,
     )
+    return dataclasses.replace(built, mirror_safe=ONLINE_SETS[name].mirror_safe)
 
 
 def _register(name: str) -> None:

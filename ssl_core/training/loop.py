@@ -77,7 +77,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     resuming = resume and run.checkpoint_path.exists()
     data, method = _load(run, config, ctx, device, status, stored=resuming)
     if not resuming and ctx.is_main:
-        run.store_method_settings(resolved_settings(config.method))
+        run.store_method_settings(resolved_settings(config.method, mirror_safe=data.mirror_safe))
     train_data = train_images(data, device)
     n = len(train_data)
     batch_size = min(tc.batch_size, n)
@@ -399,5 +399,6 @@ def build_for_run(config: RunConfig, data: ImageSet, device: torch.device, *, st
     mean, std = channel_stats(data.train.images)
     torch.manual_seed(config.train.seed)
     method = build_method(config.method, config.backbone.name, resolution=config.data.resolution,
-                          num_classes=data.num_classes, mean=mean, std=std, stored=stored)
+                          num_classes=data.num_classes, mean=mean, std=std, stored=stored,
+                          mirror_safe=data.mirror_safe)
     return method.to(device)

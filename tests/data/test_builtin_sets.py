@@ -191,3 +191,12 @@ def test_torchvision_imports_despite_its_missing_ops():
         "print(torchvision.datasets.CIFAR10.__name__)\n"
     )
     assert out.split() == ["(3,", "32,", "32)", "CIFAR10"]
+
+
+def test_digit_sets_say_a_mirror_changes_their_images():
+    """Methods drop horizontal flips for these (ssl_core.models.methods.base.unmirrored)."""
+    small = dict(train_size=40, test_size=20)
+    for name, safe in (("digits", False), ("mnist5k", False), ("shapes", True)):
+        data = load_dataset(DataConfig(dataset=name, **small))
+        assert data.mirror_safe is safe and data.train.mirror_safe is safe and data.test.mirror_safe is safe, name
+    assert {name for name, spec in online.ONLINE_SETS.items() if not spec.mirror_safe} == {"mnist", "svhn"}

@@ -10,7 +10,8 @@ import torch
 
 from ssl_core.models.methods import METHODS
 from ssl_core.models.methods.simclr import SimCLR
-from ssl_core.models.checkpoint import load_checkpoint
+from ssl_core.core.config import DataConfig
+from ssl_core.models.checkpoint import load_checkpoint, load_method
 from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, train
 from ssl_core.training.optimizer import lr_factor
 from tiny_runs import tiny_config
@@ -133,3 +134,26 @@ def test_a_run_from_before_settings_were_stored_keeps_the_defaults_it_trained_wi
     assert method_config("simclr", {"temperature": 0.3}, stored=True).temperature == 0.3  # its own override
     assert method_config("simclr", {"name": "simclr"}).temperature == SimCLRConfig().temperature  # a new run
     assert resolved_settings({"name": "simclr"})["temperature"] == SimCLRConfig().temperature
+
+
+def test_digits_train_without_mirrored_views_and_the_run_says_so(store):
+    """A mirrored digit is no digit: a run on digits stores every view without flips, shapes keep
+    theirs, and a flip_p the person sets is theirs."""
+    from ssl_core.models.methods.base import method_config
+
+    digits = store.create(dataclasses.replace(tiny_config("vicreg", epochs=1),
+                                              data=DataConfig(dataset="digits", train_size=96, test_size=48)))
+    train(digits, progress=False)
+    stored = digits.read_config_dict()["method"]
+    assert stored["views"]["flip_p"] == 0.0 and stored["second_view"]["flip_p"] == 0.0
+    assert stored["views"]["crop_scale"] == [0.5, 1.0]  # the rest of the recipe as it was
+    assert all(view.flip_p == 0.0 for view in load_method(digits).view_cfgs)  # as it trained
+
+    shapes = store.create(tiny_config("vicreg", epochs=1))
+    train(shapes, progress=False)
+    assert "flip_p" not in shapes.read_config_dict()["method"]["views"]  # ViewConfig's 0.5
+
+    dino = method_config("dino", {}, mirror_safe=False)
+    assert dino.views1["flip_p"] == dino.views2["flip_p"] == dino.local_views["flip_p"] == 0.0
+    asked = method_config("simclr", {"views": {"flip_p": 0.3}}, mirror_safe=False)
+    assert asked.views == {"flip_p": 0.3}
