@@ -22,8 +22,8 @@ FAMILIES = {
     "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 0.03),
     "pretext": ("rotation", "convnet", UPRIGHT, 6, 0.03),
     "generative": ("autoencoder", "convnet", DIGITS, 6, 0.03),
-    # DINO with its recipe (lr 5e-4): 0.877 against 0.826 here; BYOL is still below its floor at
-    # 600 steps (bench/results/recipes_cpu.md).
+    # DINO with its recipe (lr 5e-4): 0.877 against 0.826 here while digits were still flipped;
+    # BYOL is still below its floor at 600 steps (bench/results/recipes_cpu.md).
     "distillation": ("dino", "convnet", DIGITS, 8, 0.03),
     "predictive-coding": ("cpc", "convnet", SHAPES, 6, 0.02),
     "masked-prediction": ("mae", "vit_mini", SHAPES, 6, 0.03),
