@@ -15,24 +15,27 @@ from ssl_core.steps.embed import embed_run, load_embeddings
 from ssl_core.steps.evaluate import weighted_knn
 from ssl_core.training.loop import train
 
-SHAPES, UPRIGHT, DIGITS = {"dataset": "shapes"}, {"dataset": "shapes", "max_rotation": 30}, {"dataset": "mnist5k"}
+# shapes is generated: 2,048 held-out images cost nothing to make and halve the noise of a kNN score
+# of about 0.2 (standard error 0.017 with 512, 0.009 with 2,048), which the margins below are close to.
+SHAPES = {"dataset": "shapes", "test_size": 2048}
+UPRIGHT, DIGITS = {**SHAPES, "max_rotation": 30}, {"dataset": "mnist5k"}
 # family -> (method, backbone, data, epochs of 16 steps, margin over the floor)
 FAMILIES = {
-    "contrastive": ("simclr", "convnet", SHAPES, 6, 0.03),
+    "contrastive": ("simclr", "convnet", SHAPES, 8, 0.03),
     "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 0.03),
     "pretext": ("rotation", "convnet", UPRIGHT, 6, 0.03),
     "generative": ("autoencoder", "convnet", DIGITS, 6, 0.03),
     # DINO with its recipe (lr 5e-4): 0.877 against 0.826 here while digits were still flipped;
     # BYOL is still below its floor at 600 steps (bench/results/recipes_cpu.md).
     "distillation": ("dino", "convnet", DIGITS, 8, 0.03),
-    "predictive-coding": ("cpc", "convnet", SHAPES, 6, 0.02),
+    "predictive-coding": ("cpc", "convnet", SHAPES, 8, 0.02),
     "masked-prediction": ("mae", "vit_mini", SHAPES, 6, 0.03),
     "baseline": ("supervised", "convnet", SHAPES, 6, 0.10),
 }
 
 
 def held_out_knn(store, method: str, backbone: str, data: dict, epochs: int) -> float:
-    config = RunConfig(data=DataConfig(train_size=1024, test_size=512, **data),
+    config = RunConfig(data=DataConfig(**{"train_size": 1024, "test_size": 512, **data}),
                        backbone=BackboneConfig(backbone), method={"name": method},
                        train=TrainConfig(**train_settings(method, dict(  # the method's recipe, as `train` has it
                            epochs=epochs, batch_size=64, device="cpu", knn_every=0, checkpoint_every=10_000,
