@@ -5,11 +5,12 @@ opens the Overview first: one screen (1400 x 900) with a tile per run trained he
 its run in Explore. It clicks the best self-supervised run's tile, waits for its map, clicks a
 point, sees the neighbour grid, and opens the other pages. On the Explore map it hovers a point,
 lassos a group (its label counts checked against the points inside) and zooms in until the
-points are drawn as their images. Screenshots go under
-test-artifacts/, and those of the Overview, of Explore with neighbours and of Explore zoomed in to
-its thumbnails into docs/images/ for the README. No request may leave 127.0.0.1 (a demo in a meeting room has no network). The runs
-are chosen from what the runs folder holds (analyses.standings), never by name. Also records how
-long the app took from its command to the first rendered map, and the Overview's render time.
+points are drawn as their images. Screenshots go under test-artifacts/, and those of the
+Overview, of Explore with neighbours and of Explore zoomed in to its thumbnails into
+docs/images/ for the README. No request may leave 127.0.0.1 (a demo in a meeting room has no
+network). The runs are chosen from what the runs folder holds (analyses.standings), never by
+name. Also records how long the app took from its command to the first rendered map, and the
+Overview's render time.
 """
 
 from __future__ import annotations

@@ -85,12 +85,14 @@ def to_imageset(
     resolution: int,
     factors: dict[str, np.ndarray] | None = None,
     factor_levels: dict[str, tuple[str, ...]] | None = None,
+    mirror_safe: bool = True,
 ) -> ImageSet:
     """Build an ImageSet from square uint8 images, train rows first.
 
     images: (N, H, W) grey, or (N, H, W, 1) grey, or (N, H, W, 3) RGB; grey is replicated to
             3 channels after resizing (resizing one channel is 3x cheaper).
     labels: (N,) class indices, -1 where unknown; n_train: how many leading rows are train.
+    mirror_safe: see `ImageSet.mirror_safe` (False for digits).
     """
     if isinstance(images, FileImages):  # decoded later, already RGB at its resolution
         if images.resolution != resolution:
@@ -112,6 +114,7 @@ def to_imageset(
         class_names=tuple(str(c) for c in class_names),
         factors=dict(factors or {}),
         factor_levels=dict(factor_levels or {}),
+        mirror_safe=mirror_safe,
     )
 
 
@@ -124,6 +127,7 @@ def split_and_build(
     names: list[str] | None = None,
     factors: dict[str, np.ndarray] | None = None,
     factor_levels: dict[str, tuple[str, ...]] | None = None,
+    mirror_safe: bool = True,
 ) -> ImageSet:
     """Split a set that has no official split, subsample each part, and build the ImageSet.
 
@@ -131,6 +135,7 @@ def split_and_build(
     each part from its own random stream, so the test size never changes the train images.
     names: each source row's id (a folder's relative paths); by default "train/i" / "test/i"
     with i the row's position in the source, so "test/1203" is the source's image 1203.
+    mirror_safe: see `ImageSet.mirror_safe` (False for digits).
     """
     split_rng, train_rng, test_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(3)
@@ -153,4 +158,5 @@ def split_and_build(
         cfg.resolution,
         factors={k: v[rows] for k, v in (factors or {}).items()},
         factor_levels=factor_levels,
+        mirror_safe=mirror_safe,
     )

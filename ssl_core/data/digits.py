@@ -5,8 +5,6 @@ Ships with scikit-learn, so it works offline; tiny and fast, for smoke tests and
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ssl_core.core.config import DataConfig
@@ -24,5 +22,5 @@ def load_digits(cfg: DataConfig) -> ImageSet:
     # Pixel values are ink counts 0..16 over 4x4 blocks of the original scans.
     images = np.round(bunch.images * (255 / 16)).astype(np.uint8)
     labels = bunch.target.astype(np.int64)
-    built = split_and_build("digits", images, labels, [str(c) for c in bunch.target_names], cfg)
-    return dataclasses.replace(built, mirror_safe=False)  # a mirrored digit is no digit
+    # a mirrored digit is no digit
+    return split_and_build("digits", images, labels, [str(c) for c in bunch.target_names], cfg, mirror_safe=False)

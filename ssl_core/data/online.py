@@ -12,7 +12,6 @@ torchvision is imported only here, and only when one of these sets is loaded, so
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import sys
@@ -183,7 +182,7 @@ def load_online(name: str, cfg: DataConfig) -> ImageSet:
         ids += [f"{split}/{i}" for i in keep]
     # SVHN names no classes; its labels are the digits (torchvision maps the '10' for 0 to 0).
     class_names = getattr(dataset, "classes", None) or [str(d) for d in range(10)]
-    built = to_imageset(
+    return to_imageset(
         name,
         np.concatenate([parts[0][0], parts[1][0]]),
         np.concatenate([parts[0][1], parts[1][1]]),
@@ -191,8 +190,8 @@ def load_online(name: str, cfg: DataConfig) -> ImageSet:
         ids,
         class_names,
         cfg.resolution,
+        mirror_safe=ONLINE_SETS[name].mirror_safe,
     )
-    return dataclasses.replace(built, mirror_safe=ONLINE_SETS[name].mirror_safe)
 
 
 def _register(name: str) -> None:

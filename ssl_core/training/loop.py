@@ -36,7 +36,6 @@ from ssl_core.data import ImageSet, load_dataset
 from ssl_core.data.files import UnreadableImage
 from ssl_core.models.checkpoint import CorruptCheckpoint, load_checkpoint, load_state, save_checkpoint
 from ssl_core.models.methods import METHODS, Method, build_method
-from ssl_core.models.methods.base import resolved_settings
 from ssl_core.steps.map_snapshots import drop_snapshots_after
 from ssl_core.store.runs import Run
 from ssl_core.training import distributed
@@ -77,7 +76,7 @@ def train(run: Run, *, resume: bool = False, progress: bool = True, stop: thread
     resuming = resume and run.checkpoint_path.exists()
     data, method = _load(run, config, ctx, device, status, stored=resuming)
     if not resuming and ctx.is_main:
-        run.store_method_settings(resolved_settings(config.method, mirror_safe=data.mirror_safe))
+        run.store_method_settings(method.settings())
     train_data = train_images(data, device)
     n = len(train_data)
     batch_size = min(tc.batch_size, n)

@@ -11,9 +11,19 @@ from ssl_core.models.methods import Method
 
 
 def make_optimizer(method: Method, lr: float, weight_decay: float, device: torch.device):
-    """AdamW; on a GPU its fused kernel (one launch for all parameters instead of several each)."""
-    return torch.optim.AdamW(method.parameters(), lr=lr, weight_decay=weight_decay,
-                             fused=device.type == "cuda")
+    """AdamW; on a GPU its fused kernel (one launch for all parameters instead of several each).
+    The first parameter group trains at `lr`; each prefix of `method.lr_scales()` gets a group of
+    its own at its multiple of `lr` (the schedule scales every group alike)."""
+    scales = method.lr_scales()
+    groups: dict[float, list[torch.nn.Parameter]] = {1.0: []}
+    for name, parameter in method.named_parameters():
+        scale = next((s for prefix, s in scales.items() if name.startswith(prefix + ".")), 1.0)
+        groups.setdefault(scale, []).append(parameter)
+    unknown = [p for p in scales if not any(n.startswith(p + ".") for n, _ in method.named_parameters())]
+    if unknown:
+        raise ValueError(f"{method.name}: lr_scales names no parameters of the method: {unknown}")
+    return torch.optim.AdamW([{"params": params, "lr": lr * scale} for scale, params in groups.items() if params],
+                             lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:

@@ -89,6 +89,17 @@ class Method(nn.Module):
         from 0). `steps_per_epoch` is for schedules the papers state in epochs (DINO freezes its
         last layer for the first epoch); None where the caller has no epochs (a test, one batch)."""
 
+    def settings(self) -> dict[str, Any]:
+        """{"name": ..., every setting this method was built with}: what a run stores in
+        config.json when it starts training."""
+        return {"name": self.name, **dataclasses.asdict(self.cfg)}
+
+    def lr_scales(self) -> dict[str, float]:
+        """{parameter-name prefix: multiple of the run's learning rate} for parts of the method
+        that train at another rate (BYOL's predictor); every other parameter trains at the run's
+        rate. `training.optimizer.make_optimizer` reads it."""
+        return {}
+
     def encode(self, images: Tensor) -> Tensor:
         """Normalized float images (B, 3, H, W) -> the representation (B, D)."""
         return self.backbone(images)
@@ -183,13 +194,6 @@ def unmirrored(config: type[MethodConfig], overrides: dict[str, Any]) -> dict[st
     if any(isinstance(overrides.get(v), dict) and "flip_p" in overrides[v] for v in views):
         return overrides
     return {**overrides, **{v: {**overrides.get(v, getattr(defaults, v)), "flip_p": 0.0} for v in views}}
-
-
-def resolved_settings(method: dict[str, Any], *, mirror_safe: bool = True) -> dict[str, Any]:
-    """{"name": ..., every setting}: what a run stores in config.json when it starts training
-    (`mirror_safe`: see `method_config`)."""
-    config = method_config(method["name"], method, mirror_safe=mirror_safe)
-    return {"name": method["name"], **dataclasses.asdict(config)}
 
 
 def train_settings(method_name: str, requested: dict[str, Any]) -> dict[str, Any]:
