@@ -292,11 +292,15 @@ def test_the_explore_map_shows_images_on_hover_counts_a_lasso_and_turns_into_ima
     received.clear()
     page.mouse.up()
     page.get_by_text("Selection: ").first.wait_for(timeout=60_000)
-    page.wait_for_timeout(1000)  # the rest of the rerun
-    selected = int(page.get_by_text("Selection: ").first.text_content().split()[1].replace(",", ""))
-    cells = page.evaluate("() => Array.from(document.querySelectorAll('[data-testid=stDataFrame] table td'),"
-                          " c => c.textContent)")
-    counts = Counter({name: int(count) for name, count in zip(cells[::2], cells[1::2])})
+    # The rest of the rerun draws the table of counts; on a loaded machine that can take seconds.
+    for _ in range(60):
+        selected = int(page.get_by_text("Selection: ").first.text_content().split()[1].replace(",", ""))
+        cells = page.evaluate("() => Array.from(document.querySelectorAll('[data-testid=stDataFrame] table td'),"
+                              " c => c.textContent)")
+        counts = Counter({name: int(count) for name, count in zip(cells[::2], cells[1::2])})
+        if sum(counts.values()) == selected:
+            break
+        page.wait_for_timeout(500)
     assert sum(counts.values()) == selected, (counts, selected)
     # Every point inside the lasso and none outside: the counts lie between those of the points
     # surely inside and those of the points inside or on an edge (equal when no point is on one).

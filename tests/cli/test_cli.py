@@ -76,7 +76,7 @@ def test_unknown_names_list_the_valid_ones(tmp_path):
 def test_a_stopped_or_killed_run_is_interrupted_and_resumes(tmp_path, how):
     runs_dir = tmp_path / "runs"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, "-m", "ssl_core.cli", "train", "--method", "simclr", "--epochs", "12",
+    args = [sys.executable, "-m", "ssl_core.cli", "train", "--method", "simclr", "--epochs", "6",
             "--checkpoint-every", "2", *TINY, "--runs-dir", str(runs_dir), "--skip", "project,index"]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
@@ -98,4 +98,4 @@ def test_a_stopped_or_killed_run_is_interrupted_and_resumes(tmp_path, how):
     resumed = cli("train", "--resume", run_id, "--no-progress", "--skip", "project,index", runs_dir=runs_dir)
     assert resumed.stdout.strip().splitlines()[-1] == run_id
     finished = json.loads(cli("runs", "--json", runs_dir=runs_dir).stdout)[0]
-    assert finished["status"] == "finished" and finished["step"] == finished["total_steps"] == 48
+    assert finished["status"] == "finished" and finished["step"] == finished["total_steps"] == 24

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from ssl_core.core.config import BackboneConfig, DataConfig, RunConfig, TrainConfig
+from ssl_core.models.methods import METHODS
 from ssl_core.models.methods.base import train_settings
 from ssl_core.steps.embed import embed_run, load_embeddings
 from ssl_core.steps.evaluate import weighted_knn
@@ -29,7 +30,6 @@ FAMILIES = {
     # BYOL (lr 5e-4, predictor at 10x) clears its floor on mnist5k at 600 steps by 3.7 points only.
     "distillation": ("dino", "convnet", DIGITS, 8, 0.03),
     "predictive-coding": ("cpc", "convnet", SHAPES, 8, 0.02),
-    "masked-prediction": ("mae", "vit_mini", SHAPES, 6, 0.03),
     "baseline": ("supervised", "convnet", SHAPES, 6, 0.10),
 }
 
@@ -62,17 +62,23 @@ def floors(tmp_path_factory):
     return floor
 
 
-# Families none of whose methods clears its floor on a CI budget yet (issue 17). Strict: the day
-# one does, this test fails until its mark is removed.
+# Families none of whose methods clears its floor on a CI budget yet (issue 17), with the evidence.
+# Not trained here: a run that is known to fall short would cost a minute of every CI run to say so.
 NOT_YET = {
     "masked-prediction": "MAE on a ViT needs thousands of steps: on 50,000 shapes images after 291 steps of "
-                         "batch 512 it is 2.2 points above its random ViT (bench/results/methods_gpu.md)",
+                         "batch 512 it is 2.2 points above its random ViT (bench/results/methods_gpu.md); "
+                         "on mnist5k after 96 steps of batch 64, 1.7 to 2.1 points at lr 5e-4 to 2e-3",
 }
 
 
+def test_every_family_has_a_method_that_learns_here_or_says_why_not():
+    families = {METHODS.get(name).family for name in METHODS.names()}
+    assert families == set(FAMILIES) | set(NOT_YET), "a family of methods without a learning test"
+    assert not set(FAMILIES) & set(NOT_YET)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.xfail(reason=NOT_YET[f], strict=True))
-                                    if f in NOT_YET else f for f in FAMILIES])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_method_of_every_family_beats_its_random_init_floor(family, floors, store):
     method, backbone, data, epochs, margin = FAMILIES[family]
     floor = floors(backbone, data)
