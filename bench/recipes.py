@@ -68,6 +68,10 @@ VARIANTS: dict[str, list[tuple[str, dict, dict]]] = {
 FLOORS = [("random", "convnet"), ("random", "vit_tiny"), ("random", "resnet18"), ("random", "vit_mini"),
           ("pixels", "convnet")]
 CEILINGS = [("supervised", b) for b in ("convnet", "resnet18", "vit_tiny", "vit_mini")]
+# Methods that train a network of their own instead of the backbone (DDPM's UNet): their floor is
+# that network untrained, read out as the method reads it, in a row of this name (0 epochs).
+OWN_NETWORK = ("ddpm",)
+UNTRAINED = "untrained (its floor)"
 
 
 def rows_for(dataset: str, methods: list[str]) -> list[list[dict]]:
@@ -89,6 +93,7 @@ def rows_for(dataset: str, methods: list[str]) -> list[list[dict]]:
     if dataset == "shapes":
         first.append(row("random", "convnet", "upright shapes", data={"max_rotation": 30}))
     first += [row(m, backbone(m), data=data_for(m)) for m in picked]
+    first += [row(m, backbone(m), UNTRAINED, train={"epochs": 0}) for m in picked if m in OWN_NETWORK]
     second = [row(m, backbone(m), f"lr {lr:g}", train={"lr": lr}, data=data_for(m)) for lr in LRS for m in picked]
     second += [row("supervised", b, "lr 5e-4", train={"lr": 5e-4}) for b in ("vit_tiny", "vit_mini")]
     third = [row(m, backbone(m), name, settings, train, data_for(m))
@@ -120,19 +125,22 @@ def write_table(rows: list[dict], path: Path, args) -> None:
 
     floors = {(r["dataset"], r["backbone"], json.dumps(r["data"], sort_keys=True)): r["knn_top1"]
               for r in rows if r["method"] == "random"}
+    own_floors = {(r["dataset"], r["method"]): r["knn_top1"] for r in rows if r["variant"] == UNTRAINED}
     lines = ["# Recipe sweep: each method's variants beside its backbone's random-init floor", "",
              f"{args.steps} steps ({args.train_size} train / {args.test_size} test images, batch {args.batch_size}), "
              f"AdamW at each method's recipe unless the variant says, seed 0, device {args.device_name}.",
              f"Command: `python bench/recipes.py {' '.join(args.argv)}`", "",
-             "Gap: kNN top-1 minus the random-init kNN of the same backbone on the same data; ✓ at least 3 "
+             "Gap: kNN top-1 minus the random-init kNN of the same backbone on the same data (for DDPM, which "
+             "trains a UNet of its own, that UNet untrained, read out as DDPM reads it); ✓ at least 3 "
              "points (the goal), ✗ below the floor.", "",
              "| dataset | method | backbone | variant | kNN top-1 | floor | gap | rank / dim | loss first → last |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"], r["backbone"], -r["knn_top1"])):
         floor = floors.get((r["dataset"], r["backbone"], json.dumps(r["data"], sort_keys=True)))
-        if r["method"] == "ddpm":  # its UNet is no backbone: the convnet floor stands in
-            floor = floors.get((r["dataset"], "convnet", "{}"))
-        gap = verdict(r["knn_top1"] - floor) if floor is not None and r["method"] != "random" else "-"
+        if r["method"] in OWN_NETWORK:  # its own network untrained; the convnet's until that row has run
+            floor = own_floors.get((r["dataset"], r["method"]), floors.get((r["dataset"], "convnet", "{}")))
+        is_floor = r["method"] == "random" or r["variant"] == UNTRAINED
+        gap = verdict(r["knn_top1"] - floor) if floor is not None and not is_floor else "-"
         loss = f"{r['loss_first']:.3g} → {r['loss_last']:.3g}" if r.get("loss_first") is not None else "-"
         lines.append(f"| {r['dataset']} | {r['method']} | {r['backbone']} | {r['variant']} | {r['knn_top1']:.3f} | "
                      f"{floor if floor is not None else '-'} | {gap} | {r['effective_rank']:.0f} / "
