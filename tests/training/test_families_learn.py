@@ -20,25 +20,28 @@ from ssl_core.training.loop import train
 # of about 0.2 (standard error 0.017 with 512, 0.009 with 2,048), which the margins below are close to.
 SHAPES = {"dataset": "shapes", "test_size": 2048}
 UPRIGHT, DIGITS = {**SHAPES, "max_rotation": 30}, {"dataset": "mnist5k"}
-# family -> (method, backbone, data, epochs of 16 steps, margin over the floor)
+# family -> (method, backbone, data, epochs of the 1,024 training images, batch, margin over the floor).
+# Batch 32 where it keeps a margin of 2 points or more over the goal at half the compute (one
+# thread: SimCLR +5.0, rotation +6.2, DINO +4.9); VICReg (+2.6), the autoencoder (+2.0), CPC (+1.1)
+# and the supervised ceiling (+11.0 of its 10) need batch 64.
 FAMILIES = {
-    "contrastive": ("simclr", "convnet", SHAPES, 8, 0.03),
-    "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 0.03),
-    "pretext": ("rotation", "convnet", UPRIGHT, 6, 0.03),
-    "generative": ("autoencoder", "convnet", DIGITS, 6, 0.03),
+    "contrastive": ("simclr", "convnet", SHAPES, 4, 32, 0.03),
+    "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 64, 0.03),
+    "pretext": ("rotation", "convnet", UPRIGHT, 3, 32, 0.03),
+    "generative": ("autoencoder", "convnet", DIGITS, 6, 64, 0.03),
     # DINO with its recipe (lr 5e-4): 0.877 against 0.826 here while digits were still flipped;
     # BYOL (lr 5e-4, predictor at 10x) clears its floor on mnist5k at 600 steps by 3.7 points only.
-    "distillation": ("dino", "convnet", DIGITS, 8, 0.03),
-    "predictive-coding": ("cpc", "convnet", SHAPES, 8, 0.02),
-    "baseline": ("supervised", "convnet", SHAPES, 6, 0.10),
+    "distillation": ("dino", "convnet", DIGITS, 4, 32, 0.03),
+    "predictive-coding": ("cpc", "convnet", SHAPES, 8, 64, 0.02),
+    "baseline": ("supervised", "convnet", SHAPES, 6, 64, 0.10),
 }
 
 
-def held_out_knn(store, method: str, backbone: str, data: dict, epochs: int) -> float:
+def held_out_knn(store, method: str, backbone: str, data: dict, epochs: int, batch_size: int = 64) -> float:
     config = RunConfig(data=DataConfig(**{"train_size": 1024, "test_size": 512, **data}),
                        backbone=BackboneConfig(backbone), method={"name": method},
                        train=TrainConfig(**train_settings(method, dict(  # the method's recipe, as `train` has it
-                           epochs=epochs, batch_size=64, device="cpu", knn_every=0, checkpoint_every=10_000,
+                           epochs=epochs, batch_size=batch_size, device="cpu", knn_every=0, checkpoint_every=10_000,
                            log_every=50, map_snapshots=0))))  # no map per check: suite time
     run = store.create(config)
     train(run, progress=False)
@@ -80,8 +83,9 @@ def test_every_family_has_a_method_that_learns_here_or_says_why_not():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_method_of_every_family_beats_its_random_init_floor(family, floors, store):
-    method, backbone, data, epochs, margin = FAMILIES[family]
+    method, backbone, data, epochs, batch_size, margin = FAMILIES[family]
     floor = floors(backbone, data)
-    trained = held_out_knn(store, method, backbone, data, epochs)
+    trained = held_out_knn(store, method, backbone, data, epochs, batch_size)
     assert trained > floor + margin, (f"{family}: {method} on {backbone} reaches kNN top-1 {trained:.3f} after "
-                                      f"{epochs * 16} steps; its random init {floor:.3f} (needs +{margin})")
+                                      f"{epochs * 1024 // batch_size} steps of {batch_size}; its random init "
+                                      f"{floor:.3f} (needs +{margin})")
