@@ -30,8 +30,8 @@ FAMILIES = {
     "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 64, 0.03),
     "pretext": ("rotation", "convnet", UPRIGHT, 3, 32, 0.03),
     "generative": ("autoencoder", "convnet", DIGITS, 6, 64, 0.03),
-    # DINO with its recipe (lr 5e-4): 0.877 against 0.826 here while digits were still flipped;
-    # BYOL (lr 5e-4, predictor at 10x) clears its floor on mnist5k at 600 steps by 3.7 points only.
+    # DINO with its recipe (lr 5e-4); BYOL (lr 5e-4, predictor at 10x) clears its floor on mnist5k
+    # at 600 steps by 3.7 points only.
     "distillation": ("dino", "convnet", DIGITS, 4, 32, 0.03),
     "predictive-coding": ("cpc", "convnet", SHAPES, 8, 64, 0.02),
     "baseline": ("supervised", "convnet", SHAPES, 6, 64, 0.10),
