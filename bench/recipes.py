@@ -68,9 +68,8 @@ VARIANTS: dict[str, list[tuple[str, dict, dict]]] = {
 FLOORS = [("random", "convnet"), ("random", "vit_tiny"), ("random", "resnet18"), ("random", "vit_mini"),
           ("pixels", "convnet")]
 CEILINGS = [("supervised", b) for b in ("convnet", "resnet18", "vit_tiny", "vit_mini")]
-# Methods that train a network of their own instead of the backbone (DDPM's UNet): their floor is
-# that network untrained, read out as the method reads it, in a row of this name (0 epochs).
-OWN_NETWORK = ("ddpm",)
+# The floor of a method that trains a network of its own (`Method.own_network`, DDPM's UNet): that
+# network untrained, read out as the method reads it, in a row of this name (0 epochs).
 UNTRAINED = "untrained (its floor)"
 
 
@@ -93,7 +92,7 @@ def rows_for(dataset: str, methods: list[str]) -> list[list[dict]]:
     if dataset == "shapes":
         first.append(row("random", "convnet", "upright shapes", data={"max_rotation": 30}))
     first += [row(m, backbone(m), data=data_for(m)) for m in picked]
-    first += [row(m, backbone(m), UNTRAINED, train={"epochs": 0}) for m in picked if m in OWN_NETWORK]
+    first += [row(m, backbone(m), UNTRAINED, train={"epochs": 0}) for m in picked if METHODS.get(m).own_network]
     second = [row(m, backbone(m), f"lr {lr:g}", train={"lr": lr}, data=data_for(m)) for lr in LRS for m in picked]
     second += [row("supervised", b, "lr 5e-4", train={"lr": 5e-4}) for b in ("vit_tiny", "vit_mini")]
     third = [row(m, backbone(m), name, settings, train, data_for(m))
@@ -123,6 +122,8 @@ def run_row(row: dict, args_dict: dict) -> dict:
 def write_table(rows: list[dict], path: Path, args) -> None:
     from methods import verdict
 
+    from ssl_core.models.methods import METHODS
+
     floors = {(r["dataset"], r["backbone"], json.dumps(r["data"], sort_keys=True)): r["knn_top1"]
               for r in rows if r["method"] == "random"}
     own_floors = {(r["dataset"], r["method"]): r["knn_top1"] for r in rows if r["variant"] == UNTRAINED}
@@ -137,7 +138,7 @@ def write_table(rows: list[dict], path: Path, args) -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"], r["backbone"], -r["knn_top1"])):
         floor = floors.get((r["dataset"], r["backbone"], json.dumps(r["data"], sort_keys=True)))
-        if r["method"] in OWN_NETWORK:  # its own network untrained; the convnet's until that row has run
+        if METHODS.get(r["method"]).own_network:  # that network untrained; the convnet's until that row has run
             floor = own_floors.get((r["dataset"], r["method"]), floors.get((r["dataset"], "convnet", "{}")))
         is_floor = r["method"] == "random" or r["variant"] == UNTRAINED
         gap = verdict(r["knn_top1"] - floor) if floor is not None and not is_floor else "-"

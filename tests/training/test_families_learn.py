@@ -20,11 +20,12 @@ from ssl_core.training.loop import train
 # of about 0.2 (standard error 0.017 with 512, 0.009 with 2,048), which the margins below are close to.
 SHAPES = {"dataset": "shapes", "test_size": 2048}
 UPRIGHT, DIGITS = {**SHAPES, "max_rotation": 30}, {"dataset": "mnist5k"}
-# family -> (method, backbone, data, epochs of the 1,024 training images, batch, margin over the floor).
+TRAIN_SIZE = 1024
+# family -> (method, backbone, data, epochs of the TRAIN_SIZE images, batch, margin over the floor).
 # Batch 32 where it keeps a margin of 2 points or more over the goal at half the compute (one
 # thread: SimCLR +5.0, rotation +6.2, DINO +4.9); VICReg (+2.6), the autoencoder (+2.0), CPC (+1.1)
-# and the supervised ceiling (+11.0 of its 10) need batch 64, and their epochs: the autoencoder at 4
-# reaches +1.0, CPC at 6 +2.2 (two threads; at 6 and 8 here, +5.1 and +3.5).
+# and the supervised ceiling (+11.0 of its 10) need batch 64, and their epochs. Two threads: the
+# autoencoder reaches +1.0 at 4 epochs and +5.1 at 6; CPC +2.2 at 6 and +3.5 at 8 (its margin is 2).
 FAMILIES = {
     "contrastive": ("simclr", "convnet", SHAPES, 4, 32, 0.03),
     "redundancy-reduction": ("vicreg", "convnet", SHAPES, 6, 64, 0.03),
@@ -39,7 +40,7 @@ FAMILIES = {
 
 
 def held_out_knn(store, method: str, backbone: str, data: dict, epochs: int, batch_size: int = 64) -> float:
-    config = RunConfig(data=DataConfig(**{"train_size": 1024, "test_size": 512, **data}),
+    config = RunConfig(data=DataConfig(**{"train_size": TRAIN_SIZE, "test_size": 512, **data}),
                        backbone=BackboneConfig(backbone), method={"name": method},
                        train=TrainConfig(**train_settings(method, dict(  # the method's recipe, as `train` has it
                            epochs=epochs, batch_size=batch_size, device="cpu", knn_every=0, checkpoint_every=10_000,
@@ -88,5 +89,5 @@ def test_a_method_of_every_family_beats_its_random_init_floor(family, floors, st
     floor = floors(backbone, data)
     trained = held_out_knn(store, method, backbone, data, epochs, batch_size)
     assert trained > floor + margin, (f"{family}: {method} on {backbone} reaches kNN top-1 {trained:.3f} after "
-                                      f"{epochs * 1024 // batch_size} steps of {batch_size}; its random init "
+                                      f"{epochs * TRAIN_SIZE // batch_size} steps of {batch_size}; its random init "
                                       f"{floor:.3f} (needs +{margin})")

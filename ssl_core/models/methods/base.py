@@ -60,6 +60,10 @@ class Method(nn.Module):
     # Why no attention or saliency map can be drawn for this method's representation, or None:
     # then a ViT representation gets attention maps and a CNN one a saliency map.
     no_maps: ClassVar[str | None] = None
+    # True for a method that trains a network of its own and ignores the backbone it is given
+    # (DDPM's UNet): its floor is that network untrained, read out as the method reads it, not the
+    # backbone's random init (bench/recipes.py measures it so).
+    own_network: ClassVar[bool] = False
 
     def __init__(self, backbone: Backbone, cfg: MethodConfig, *, resolution: int, num_classes: int,
                  mean: Sequence[float], std: Sequence[float]):

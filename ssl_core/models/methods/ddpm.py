@@ -156,6 +156,7 @@ class DDPM(Method):
                    "of a noised image (Ho et al. 2020)")
     # It trains its own UNet and ignores the backbone; the registry needs one name, so one.
     backbones = ("convnet",)
+    own_network = True
     Config = DDPMConfig
     no_maps = ("DDPM's embeddings come from a block of its UNet, not from a ViT or CNN backbone; attention "
                "maps and saliency are drawn for those")

@@ -19,7 +19,8 @@ NUM_CLASSES = 4
 CASES = [(m, b) for m in METHODS.names() for b in METHODS.get(m).backbones]
 # One small backbone of each family: resnet18 and vit_tiny declare their layers as convnet and
 # vit_mini do (tests/analyses/test_probes.py checks every backbone's), at several times the cost.
-SMALL_CASES = [(m, b) for m, b in CASES if b in ("convnet", "vit_mini")]
+SMALL = ("convnet", "vit_mini")
+SMALL_CASES = [(m, b) for m, b in CASES if b in SMALL]
 
 
 def _batch(n: int = 16):
@@ -55,7 +56,7 @@ def test_loss_decreases_on_a_fixed_batch(method):
     """A few optimizer steps on one batch, with the same views each step, lower the loss (on the
     method's smallest backbone: vit_mini steps ~10x cheaper than vit_tiny)."""
     backbones = METHODS.get(method).backbones
-    model = _build(method, next((b for b in ("convnet", "vit_mini") if b in backbones), backbones[0]))
+    model = _build(method, next((b for b in SMALL if b in backbones), backbones[0]))
     images, labels = _batch(32)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
