@@ -6,7 +6,9 @@
 Each row trains one method from scratch (same images, epochs, batch size, seed and learning rate
 for all), embeds the train and test images, and scores them with the weighted kNN (k=20) and a
 linear probe. `random` (untrained encoder) and `pixels` are the floors; `supervised` the
-ceiling. ViT-only methods (MAE, I-JEPA) are compared with a random-init ViT too.
+ceiling. ViT-only methods (MAE, I-JEPA) are compared with a random-init ViT too. A method that
+trains a network of its own (`Method.own_network`: DDPM's UNet) gets a row of that network
+untrained, read out as the method reads it (0 epochs), and that row is its floor.
 
 Rows are appended to bench/results/methods_cpu.json as they finish and the Markdown table is
 rewritten each time, so an interrupted benchmark resumes where it stopped (--fresh to start over).
@@ -87,10 +89,34 @@ def bench_one(method: str, backbone: str, dataset: str, args, store: RunStore, *
             "effective_rank": round(effective_rank(test_vectors), 1), "embedding_dim": int(test_vectors.shape[1])}
 
 
+def bench_job(job: tuple[str, str, str, bool], args, store: RunStore) -> dict:
+    """One row of the table: (method, backbone, dataset, untrained), the last True for the
+    untrained row of a method that trains a network of its own (0 epochs; its floor)."""
+    method, backbone, dataset, untrained = job
+    if not untrained:
+        return bench_one(method, backbone, dataset, args, store)
+    return {**bench_one(method, backbone, dataset, args, store, train_settings={"epochs": 0}), "untrained": True}
+
+
 def lr_words(lr: float | None) -> str:
     """How a table states the learning rate of its rows."""
     return f"lr {lr:g} for every method" if lr is not None else \
         f"each method's recipe (lr {TrainConfig.lr:g}, weight decay {TrainConfig.weight_decay:g} unless it says)"
+
+
+def untrained_key(row: dict) -> tuple:
+    """The key of the row that is `row`'s floor: the random init of its backbone on its dataset,
+    or for a method that trains a network of its own, that network untrained."""
+    if METHODS.get(row["method"]).own_network:
+        return row["dataset"], row["method"], True
+    return row["dataset"], row["backbone"], False
+
+
+def floors_of(rows: list[dict]) -> dict[tuple, float]:
+    """{untrained_key: kNN top-1} of the floor rows among `rows`."""
+    floors = {(r["dataset"], r["backbone"], False): r["knn_top1"] for r in rows if r["method"] == "random"}
+    floors.update({(r["dataset"], r["method"], True): r["knn_top1"] for r in rows if r.get("untrained")})
+    return floors
 
 
 def verdict(gap: float) -> str:
@@ -124,32 +150,35 @@ def write_table(rows: list[dict], args) -> None:
              "Loss: the training loss at step 10 and at the last step (single steps, so noisy).",
              "Rank: effective rank of the test embeddings (1 = collapsed) out of their dimension.",
              "",
-             "Floor: the random-init kNN of the row's backbone on its dataset (DDPM, which trains a UNet of its",
-             "own, against the convnet's); gap: the row's kNN minus it, ✓ at least 3 points (the goal), ✗ below",
-             "the floor: at this budget that row has not learned anything kNN can use.",
+             "Floor: the random-init kNN of the row's backbone on its dataset (for DDPM, which trains a UNet of",
+             "its own, that UNet untrained, read out as DDPM reads it: its `untrained` row); gap: the row's kNN",
+             "minus it, ✓ at least 3 points (the goal), ✗ below the floor: at this budget that row has not",
+             "learned anything kNN can use.",
              "",
              "| dataset | method | family | backbone | kNN top-1 | floor | gap | linear top-1 | seconds | images/s | "
              "loss first → last | rank / dim |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    floors = {(r["dataset"], r["backbone"]): r["knn_top1"] for r in rows if r["method"] == "random"}
+    floors = floors_of(rows)
     for r in sorted(rows, key=lambda r: (r["dataset"], -(r["knn_top1"] or 0))):
-        floor = floors.get((r["dataset"], r["backbone"]))
-        gap = verdict(r["knn_top1"] - floor) if floor is not None and r["method"] != "random" else "-"
+        floor = floors.get(untrained_key(r))
+        is_floor = r["method"] == "random" or r.get("untrained")
+        gap = verdict(r["knn_top1"] - floor) if floor is not None and not is_floor else "-"
         floor = f"{floor:.3f}" if floor is not None else "-"
         ips = f"{r['images_per_s']:.0f}" if r["images_per_s"] else "-"
         loss = f"{r['loss_first']:.3g} → {r['loss_last']:.3g}" if r.get("loss_first") is not None else "-"
         rank = f"{r['effective_rank']:.0f} / {r['embedding_dim']}" if r.get("effective_rank") is not None else "-"
         linear = f"{r['linear_top1']:.3f}" if r["linear_top1"] is not None else "-"
-        lines.append(f"| {r['dataset']} | {r['method']} | {r['family']} | {r['backbone']} | {r['knn_top1']:.3f} | "
+        method = f"{r['method']} (untrained)" if r.get("untrained") else r["method"]
+        lines.append(f"| {r['dataset']} | {method} | {r['family']} | {r['backbone']} | {r['knn_top1']:.3f} | "
                      f"{floor} | {gap} | {linear} | {r['seconds']:.0f} | {ips} | {loss} | {rank} |")
     (RESULTS / f"{args.output}.md").write_text("\n".join(lines) + "\n")
 
 
-def run_in_subprocess(job: tuple[str, str, str], cores: str, args) -> dict:
+def run_in_subprocess(job: tuple[str, str, str, bool], cores: str, args) -> dict:
     """One row in its own process, pinned to `cores`: a fair share of a many-core machine."""
-    method, backbone, dataset = job
+    method, backbone, dataset, untrained = job
     cmd = ["taskset", "-c", cores, sys.executable, str(Path(__file__).resolve()), "--one",
-           f"{method}:{backbone}:{dataset}", "--threads", str(args.threads), "--epochs", str(args.epochs),
+           f"{method}:{backbone}:{dataset}" + (":untrained" if untrained else ""), "--threads", str(args.threads), "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--train-size", str(args.train_size),
            "--test-size", str(args.test_size), "--device", args.device] + (["--knn-only"] if args.knn_only else []) \
         + (["--lr", str(args.lr)] if args.lr is not None else [])
@@ -178,31 +207,32 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="rows trained at once, each in its own pinned process")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per row (0: torch's default)")
     parser.add_argument("--first-core", type=int, default=0, help="with --jobs: leave the cores below this free")
-    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # METHOD:BACKBONE:DATASET, worker mode
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # METHOD:BACKBONE:DATASET[:untrained], worker mode
     args = parser.parse_args()
     args.argv = sys.argv[1:]
     args.output = args.output or ("methods_gpu" if args.device.startswith("cuda") else "methods_cpu")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        method, backbone, dataset = args.one.split(":")
+        method, backbone, dataset, *untrained = args.one.split(":")
         with tempfile.TemporaryDirectory() as tmp:
-            print(json.dumps(bench_one(method, backbone, dataset, args, RunStore(tmp))), flush=True)
+            print(json.dumps(bench_job((method, backbone, dataset, bool(untrained)), args, RunStore(tmp))), flush=True)
         return
     methods = METHODS.names() if args.methods == "all" else args.methods.split(",")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.output}.json"
     rows = [] if args.fresh or not out.exists() else json.loads(out.read_text())
-    done = {(r["method"], r["backbone"], r["dataset"]) for r in rows}
-    jobs = [(m, backbone_for(m, args.backbone)) for m in methods]
-    if any(b == "vit_tiny" for _, b in jobs) and "random" in methods and args.backbone != "vit_tiny":
-        jobs.append(("random", "vit_tiny"))  # the floor for ViT-only methods
-    todo = [(m, b, d) for d in args.datasets.split(",") for m, b in jobs if (m, b, d) not in done]
-    for m, b, d in list(todo):  # a pair that cannot learn by construction gets no row, only its reason
-        reason = METHODS.get(m).cannot_learn(DataConfig(dataset=d))
+    done = {(r["method"], r["backbone"], r["dataset"], bool(r.get("untrained"))) for r in rows}
+    jobs = [(m, backbone_for(m, args.backbone), False) for m in methods]
+    if any(b == "vit_tiny" for _, b, _ in jobs) and "random" in methods and args.backbone != "vit_tiny":
+        jobs.append(("random", "vit_tiny", False))  # the floor for ViT-only methods
+    jobs += [(m, b, True) for m, b, _ in jobs if METHODS.get(m).own_network]  # their own network's floor
+    todo = [(m, b, d, u) for d in args.datasets.split(",") for m, b, u in jobs if (m, b, d, u) not in done]
+    for job in list(todo):  # a pair that cannot learn by construction gets no row, only its reason
+        reason = METHODS.get(job[0]).cannot_learn(DataConfig(dataset=job[2]))
         if reason:
-            print(f"skipped {m} on {d}: {reason}", file=sys.stderr)
-            todo.remove((m, b, d))
+            print(f"skipped {job[0]} on {job[2]}: {reason}", file=sys.stderr)
+            todo.remove(job)
 
     def record(row: dict) -> None:
         print(json.dumps(row), flush=True)
@@ -214,7 +244,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = RunStore(tmp)
             for job in todo:
-                record(bench_one(*job, args, store))
+                record(bench_job(job, args, store))
         return
     threads = args.threads or 1
     if args.first_core + args.jobs * threads > (os.cpu_count() or 1):
@@ -223,7 +253,7 @@ def main() -> None:
     free = [",".join(str(args.first_core + j * threads + t) for t in range(threads)) for j in range(args.jobs)]
     # The slowest rows (ViTs, the diffusion UNet) start first so that they do not finish last.
     slow = {"mae", "ijepa", "ddpm", "dino", "cpc"}
-    todo.sort(key=lambda job: job[0] not in slow)
+    todo.sort(key=lambda job: job[0] not in slow or job[3])
     with ThreadPoolExecutor(args.jobs) as pool:
         pending = {}
         for job in todo:
