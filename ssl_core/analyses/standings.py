@@ -71,6 +71,9 @@ class Standing:
     images: str | None  # compare.ids_signature: equal for runs over the same images; None unembedded
     attends: bool  # its backbone is a ViT: Attention draws attention maps, not a saliency
     factors: tuple[tuple[str, float], ...] | None  # analysis/factors.json's (name, score); None: not stored
+    # Its method trains a network of its own and ignores the backbone (`Method.own_network`, DDPM's
+    # UNet): the backbone's random init is no floor for it.
+    own_network: bool = False
 
     def missing(self) -> str | None:
         """What the Overview cannot show of this run and what makes it, as a sentence; None when
@@ -140,7 +143,8 @@ def place(run: Run) -> Standing | None:
         status=status["status"], running=job_at_work(status),
         knn_top1=float(knn) if is_number(knn) else None, has_map=shown_map,
         lacking=tuple(step for step in SHOWN_STEPS if step in lacking and not (step == "project" and shown_map)),
-        images=images, attends=attends(config.backbone.name), factors=factors or None)
+        images=images, attends=attends(config.backbone.name), factors=factors or None,
+        own_network=method in METHODS and METHODS.get(method).own_network)
 
 
 def _by_knn(runs: Iterable[Standing]) -> list[Standing]:
@@ -194,7 +198,10 @@ class DatasetStandings:
     def floor_of(self, run: Standing) -> Standing | None:
         """The floor `run` is measured from: the untrained run of its backbone with the lowest kNN
         (the random init; the pixels ignore the backbone and score above it on digits), else the
-        dataset's lowest floor."""
+        dataset's lowest floor. None for a method that trains a network of its own: its floor is
+        that network untrained, which no floor run holds (bench/recipes.py measures it)."""
+        if run.own_network:
+            return None
         scored = [s for s in self.floors if s.knn_top1 is not None]
         same = [s for s in scored if s.backbone == run.backbone]
         return min(same or scored, key=lambda s: s.knn_top1, default=None)
@@ -241,6 +248,9 @@ class DatasetStandings:
                 return f"{head}: the supervised ceiling of {whose} (no untrained floor to measure it from)."
             return (f"{head}: the supervised ceiling of {whose}, {_knn(run.knn_top1 - floor.knn_top1)} "
                     f"above {self._beside(floor, run)} ({_knn(floor.knn_top1)}).")
+        if floor is None and run.own_network:
+            return (f"{head}; {run.method} trains a network of its own, whose untrained floor is not among these "
+                    f"runs, so the random {run.backbone} is no floor for it.")
         if floor is None or ceiling is None:
             lacking = " and no ".join(w for w, s in (("untrained floor", floor), ("supervised ceiling", ceiling))
                                       if s is None)

@@ -109,6 +109,17 @@ def test_the_sentence_places_the_score_between_floor_and_ceiling(shapes):
         "kNN 0.600: the supervised ceiling of vit_mini on shapes, 0.400 above random (0.200).")
 
 
+def test_a_method_with_a_network_of_its_own_is_not_measured_from_the_backbones_random_init(shapes):
+    store, ids = shapes
+    ddpm = make(store, "ddpm", 0.3)  # DDPM trains its UNet; the run's backbone (convnet) is unused
+    [board] = standings(store.get(s.id) for s in store.list())
+    standing = next(s for s in board.runs if s.run_id == ddpm.id)
+    assert standing.own_network and board.floor_of(standing) is None and board.share_of_the_way(standing) is None
+    assert board.sentence(standing) == ("kNN 0.300; ddpm trains a network of its own, whose untrained floor is not "
+                                        "among these runs, so the random convnet is no floor for it.")
+    assert board.floor_of(next(s for s in board.runs if s.run_id == ids["simclr"])).run_id == ids["random"]
+
+
 def test_a_run_is_measured_against_the_ceiling_of_its_own_backbone(shapes):
     store, ids = shapes
     make(store, "random", 0.1, backbone="vit_mini")
