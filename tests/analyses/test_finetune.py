@@ -13,7 +13,8 @@ import torch
 
 from ssl_core.models.encoders import load_run_encoder
 from ssl_core.steps.browsing import run_dataset
-from ssl_core.analyses.finetune import FinetuneSettings, chance_level, finetune_mode, finetune_run
+from ssl_core.analyses.finetune import FinetuneSettings, chance_level, encoder_groups, finetune_mode, finetune_run
+from ssl_core.models.methods.base import build_method
 from ssl_core.store.runs import Run
 from tiny_runs import trained_run
 
@@ -69,6 +70,27 @@ def test_finetune_run_stores_three_modes_and_never_writes_the_checkpoint(tiny_ru
     assert stored["settings"]["batch_size"] == 32 and stored["settings"]["seed"] == tiny_run.config.train.seed
     assert stored["modes"] == summary["modes"]
     assert hashlib.sha256(tiny_run.checkpoint_path.read_bytes()).hexdigest() == digest
+
+
+def test_a_vit_learns_at_a_rate_that_decays_layer_by_layer_towards_its_input():
+    method = build_method({"name": "mae"}, "vit_mini", resolution=32, num_classes=4)
+    vit = method.representation_module()
+    learning = list(vit.parameters())
+    groups = encoder_groups(method, learning, FinetuneSettings(backbone_lr=1e-3, layer_decay=0.5))
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert len(rate) == len(learning), "every learning weight in exactly one group"
+    depth = len(vit.blocks)
+    assert rate[id(vit.norm.weight)] == 1e-3  # the top
+    assert rate[id(next(vit.blocks[-1].parameters()))] == 1e-3 * 0.5
+    assert rate[id(vit.pos_embed)] == rate[id(vit.patch_embed.weight)] == pytest.approx(1e-3 * 0.5 ** (depth + 1))
+    # Only what learns is grouped (the last block alone: the same rates there), and a convnet
+    # has one rate.
+    last = [p for m in vit.last_block() for p in m.parameters()]
+    assert {g["lr"] for g in encoder_groups(method, last, FinetuneSettings(backbone_lr=1e-3, layer_decay=0.5))} == {
+        1e-3, 5e-4}
+    convnet = build_method({"name": "simclr"}, "convnet", resolution=32, num_classes=4)
+    [one] = encoder_groups(convnet, list(convnet.backbone.parameters()), FinetuneSettings(backbone_lr=1e-3))
+    assert one["lr"] == 1e-3 and len(one["params"]) == len(list(convnet.backbone.parameters()))
 
 
 def test_unknown_mode_names_the_valid_ones(tiny_run):

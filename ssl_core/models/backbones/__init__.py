@@ -19,8 +19,9 @@ class Backbone(nn.Module):
     """An encoder whose forward returns (B, out_dim) pooled features.
 
     Each backbone also declares its depth, for the layer-wise probe and for fine-tuning:
-    `forward_layers` gives one pooled vector per probed layer, shallow to deep, and `last_block`
-    the modules that "fine-tune the last block" unfreezes.
+    `forward_layers` gives one pooled vector per probed layer, shallow to deep, `last_block`
+    the modules that "fine-tune the last block" unfreezes, and `layer_groups` its parameters by
+    depth, for fine-tuning at a rate that decays towards the input.
     """
 
     out_dim: int
@@ -34,6 +35,11 @@ class Backbone(nn.Module):
     def last_block(self) -> list[nn.Module]:
         """The modules of the deepest block (unfrozen when fine-tuning only the last block)."""
         return [self]
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters by depth, input side first, for layer-wise rate decay when fine-tuning
+        (`analyses.finetune`); one group (one rate for all) unless the backbone says otherwise."""
+        return [list(self.parameters())]
 
 
 BACKBONES: Registry[Callable[[int], Backbone]] = Registry("backbone")

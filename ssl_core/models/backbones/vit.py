@@ -162,6 +162,12 @@ class VisionTransformer(Backbone):
     def last_block(self) -> list[nn.Module]:
         return [self.blocks[-1], self.norm]
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The embeddings (patches, CLS token, positions), each block, the final norm: depth + 2
+        groups, as BEiT and MAE number a ViT's layers for layer-wise rate decay."""
+        embeddings = [*self.patch_embed.parameters(), self.cls_token, self.pos_embed]
+        return [embeddings, *(list(block.parameters()) for block in self.blocks), list(self.norm.parameters())]
+
 
 def _init_weights(m: nn.Module) -> None:
     if isinstance(m, nn.Linear):
