@@ -128,7 +128,7 @@ def write_table(rows: list[dict], path: Path, args) -> None:
               for r in rows if r["method"] == "random"}
     own_floors = {(r["dataset"], r["method"]): r["knn_top1"] for r in rows if r["variant"] == UNTRAINED}
     lines = ["# Recipe sweep: each method's variants beside its backbone's random-init floor", "",
-             f"{args.steps} steps ({args.train_size} train / {args.test_size} test images, batch {args.batch_size}), "
+             f"{args.steps_run} steps ({args.train_size} train / {args.test_size} test images, batch {args.batch_size}), "
              f"AdamW at each method's recipe unless the variant says, seed 0, device {args.device_name}.",
              f"Command: `python bench/recipes.py {' '.join(args.argv)}`", "",
              "Gap: kNN top-1 minus the random-init kNN of the same backbone on the same data (for DDPM, which "
@@ -169,6 +169,7 @@ def main() -> None:
 
     steps_per_epoch = args.train_size // args.batch_size
     epochs = max(1, round(args.steps / steps_per_epoch))
+    args.steps_run = epochs * steps_per_epoch  # whole epochs: --steps 2000 runs 133 epochs of 15, 1,995 steps
     where = "gpu" if args.device.startswith("cuda") else "cpu"
     out = Path(args.out) if args.out else RESULTS / f"recipes_{where}"
     out.parent.mkdir(parents=True, exist_ok=True)
