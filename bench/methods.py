@@ -104,21 +104,6 @@ def lr_words(lr: float | None) -> str:
         f"each method's recipe (lr {TrainConfig.lr:g}, weight decay {TrainConfig.weight_decay:g} unless it says)"
 
 
-def untrained_key(row: dict) -> tuple:
-    """The key of the row that is `row`'s floor: the random init of its backbone on its dataset,
-    or for a method that trains a network of its own, that network untrained."""
-    if METHODS.get(row["method"]).own_network:
-        return row["dataset"], row["method"], True
-    return row["dataset"], row["backbone"], False
-
-
-def floors_of(rows: list[dict]) -> dict[tuple, float]:
-    """{untrained_key: kNN top-1} of the floor rows among `rows`."""
-    floors = {(r["dataset"], r["backbone"], False): r["knn_top1"] for r in rows if r["method"] == "random"}
-    floors.update({(r["dataset"], r["method"], True): r["knn_top1"] for r in rows if r.get("untrained")})
-    return floors
-
-
 def verdict(gap: float) -> str:
     """A row's kNN gap over its floor, marked: ✓ at least 3 points (the goal), ✗ below the floor."""
     return f"{gap:+.3f}" + (" ✓" if gap >= 0.03 else " ✗" if gap < 0 else "")
@@ -158,9 +143,11 @@ def write_table(rows: list[dict], args) -> None:
              "| dataset | method | family | backbone | kNN top-1 | floor | gap | linear top-1 | seconds | images/s | "
              "loss first → last | rank / dim |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    floors = floors_of(rows)
+    floors = {(r["dataset"], r["backbone"]): r["knn_top1"] for r in rows if r["method"] == "random"}
+    own_floors = {(r["dataset"], r["method"]): r["knn_top1"] for r in rows if r.get("untrained")}
     for r in sorted(rows, key=lambda r: (r["dataset"], -(r["knn_top1"] or 0))):
-        floor = floors.get(untrained_key(r))
+        floor = (own_floors.get((r["dataset"], r["method"])) if METHODS.get(r["method"]).own_network
+                 else floors.get((r["dataset"], r["backbone"])))
         is_floor = r["method"] == "random" or r.get("untrained")
         gap = verdict(r["knn_top1"] - floor) if floor is not None and not is_floor else "-"
         floor = f"{floor:.3f}" if floor is not None else "-"
