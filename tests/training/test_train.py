@@ -11,7 +11,7 @@ import torch
 from ssl_core.models.methods import METHODS
 from ssl_core.models.methods.simclr import SimCLR
 from ssl_core.core.config import DataConfig
-from ssl_core.models.checkpoint import load_checkpoint, load_method
+from ssl_core.models.checkpoint import CorruptCheckpoint, encoder_checkpoint, load_checkpoint, load_method
 from ssl_core.training.loop import TrainingFailed, TrainingInterrupted, train
 from ssl_core.training.optimizer import lr_factor
 from tiny_runs import tiny_config
@@ -53,6 +53,19 @@ def test_training_writes_checkpoint_metrics_and_status(store):
     assert all({"lr", "images_per_s", "loss"} <= set(m) for m in metrics if "loss" in m)
     assert [m["step"] for m in metrics if "knn_top1" in m] == [3, 6]
     assert load_checkpoint(run)["step"] == 6
+
+
+def test_an_encoder_checkpoint_embeds_as_the_run_did_and_refuses_to_resume(store):
+    """A finished run slimmed to its encoder (as the bundled runs are) loads the same embedding
+    network from a file a fraction of the size; resuming from it says why it cannot."""
+    run = train(store.create(tiny_config("byol", epochs=1)), progress=False)
+    images = torch.randint(0, 256, (6, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    before, size = load_method(run).embed(images), run.checkpoint_path.stat().st_size
+    torch.save(encoder_checkpoint(load_method(run), load_checkpoint(run)), run.checkpoint_path)
+    assert run.checkpoint_path.stat().st_size < size / 2  # BYOL's projector, predictor and target left out
+    torch.testing.assert_close(load_method(run).embed(images), before)
+    with pytest.raises(CorruptCheckpoint, match="only the encoder's weights .* cannot resume"):
+        train(run, resume=True, progress=False)
 
 
 def test_resume_continues_from_the_saved_step_with_the_same_lr(store):

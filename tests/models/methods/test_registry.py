@@ -11,6 +11,7 @@ import torch
 
 from ssl_core.analyses.finetune import FinetuneSettings, finetune_mode
 from ssl_core.analyses.probes import layer_features
+from ssl_core.models.checkpoint import encoder_state
 from ssl_core.models import augment
 from ssl_core.models.methods import METHODS, build_method, check_compatible
 
@@ -151,6 +152,36 @@ def test_fine_tuning_changes_only_weights_the_method_trained(method):
     last_changed, last_params = finetune("last_block")
     assert last_params and last_params < changed_params, sorted(last_params)
     assert last_changed <= changed
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_an_encoder_checkpoint_embeds_probes_and_fine_tunes_as_the_whole_method(method):
+    """`encoder_state` holds every weight the embedding is computed from: another initialisation
+    given only those embeds the same images identically, its probe layers and fine-tuned
+    weights are those of the trained method, and it holds none of the heads (a smaller state)."""
+    backbone = _first_backbone(method)
+    trained = _build(method, backbone).train()
+    images, labels = _batch(16)
+    if trained.trainable:  # one step, so that the weights differ from any initialisation
+        optimizer = torch.optim.SGD([p for p in trained.parameters() if p.requires_grad], lr=0.1)
+        trained.training_step(images, labels if trained.uses_labels else None)["loss"].backward()
+        optimizer.step()
+        trained.after_step(0, 100)
+    state = encoder_state(trained)
+    torch.manual_seed(1)
+    fresh = build_method({"name": method}, backbone, resolution=RESOLUTION, num_classes=NUM_CLASSES)
+    assert set(state) == set(encoder_state(fresh))
+    if trained.trainable:  # every trained method has a head, decoder or classifier that embedding never reads
+        assert len(state) < len(trained.state_dict()), f"{method}: its whole state is its encoder's"
+    missing, unexpected = fresh.load_state_dict(state, strict=False)
+    assert not unexpected and not set(missing) & set(state)
+    trained.eval(), fresh.eval()
+    torch.testing.assert_close(fresh.embed(images), trained.embed(images))
+    if not METHODS.get(method).no_layers:
+        assert _embedding_parameters(method) <= set(state)
+        x = fresh.normalize(augment.to_float(images[:4]))
+        for (name, ours), theirs in zip(fresh.probe_layers(x).items(), trained.probe_layers(x).values()):
+            torch.testing.assert_close(ours, theirs, msg=f"{method}: probe layer {name}")
 
 
 def test_unknown_method_lists_the_known_ones():
