@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app_server import served_app
@@ -14,6 +16,20 @@ from ssl_core.store.runs import Run
 @pytest.fixture
 def store(tmp_path) -> RunStore:
     return RunStore(tmp_path / "runs")
+
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory) -> Path:
+    """The bundled runs of pretrained/ as `ssl-explorer demo` installs them (an untrained run's
+    embeddings and every search index computed), once per session: tests read or copy them."""
+    from ssl_core.cli.demo import install_demo_runs
+
+    root = tmp_path_factory.mktemp("demo") / "runs"
+    install_demo_runs(RunStore(root), PRETRAINED)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ def store_result(run: Run, name: str, summary: dict[str, Any], **arrays: Any) ->
     <name>.json, written last because its presence means the analysis is done."""
     if arrays:
         atomic_write_arrays(run.analysis_dir / f"{name}.npz", **arrays)
-    atomic_write_json(result_path(run, name), summary)
+    # Compact: an outlier summary with its 2,000 near-duplicate pairs is 0.5 MB indented, 0.3 MB not.
+    atomic_write_json(result_path(run, name), summary, compact=True)
 
 
 def has_stored(run: Run, name: str) -> bool:

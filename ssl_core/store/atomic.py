@@ -49,5 +49,7 @@ def atomic_write_arrays(path: Path, array: Any = None, **arrays: Any) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+def atomic_write_json(path: Path, obj: Any, *, compact: bool = False) -> None:
+    """`obj` as JSON, indented for people to read, or `compact` (no spaces) for large records."""
+    text = json.dumps(obj, separators=(",", ":"), default=str) if compact else json.dumps(obj, indent=2, default=str)
+    atomic_write_bytes(path, (text + "\n").encode())

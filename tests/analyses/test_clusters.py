@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from ssl_core.analyses.clusters import cluster_run, has_clusters, hdbscan, load_
 from ssl_core.store.runs import Run
 from tiny_runs import tiny_config, write_embeddings
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 
 
 
@@ -122,10 +120,10 @@ def test_a_bad_k_is_refused(synthetic_run):
         cluster_run(synthetic_run, k=301)
 
 
-def test_a_trained_run_clusters_purer_than_the_random_encoder(tmp_path):
+def test_a_trained_run_clusters_purer_than_the_random_encoder(tmp_path, demo_runs):
     scores = {}
     for name in ("demo-supervised-shapes", "demo-random-shapes"):
-        run = Run(shutil.copytree(PRETRAINED / name, tmp_path / name))
+        run = Run(shutil.copytree(demo_runs / name, tmp_path / name))
         scores[name] = cluster_run(run)["kmeans"]
     trained, random = scores["demo-supervised-shapes"], scores["demo-random-shapes"]
     assert trained["purity"] > random["purity"] + 0.2 and trained["nmi"] > random["nmi"] + 0.2, (

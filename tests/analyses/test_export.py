@@ -8,7 +8,6 @@ import io
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,17 +22,16 @@ from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run, set_display_name
 from tiny_runs import embedded_run
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 DEMOS = ["demo-simclr-shapes", "demo-supervised-shapes", "demo-random-shapes"]
 THUMBNAIL = re.compile(r'"iVBORw0KGgo')  # a base64 PNG as an element of the page's THUMBS array
 
 
 @pytest.fixture
-def demo_store(tmp_path) -> RunStore:
+def demo_store(tmp_path, demo_runs) -> RunStore:
     """The bundled demo runs, copied (without checkpoints) so that tests may write into them."""
     root = tmp_path / "demos"
     for name in DEMOS:
-        shutil.copytree(PRETRAINED / name, root / name, ignore=shutil.ignore_patterns("checkpoint.pt"))
+        shutil.copytree(demo_runs / name, root / name, ignore=shutil.ignore_patterns("checkpoint.pt"))
     return RunStore(root)
 
 

@@ -4,7 +4,6 @@ per layer and per factor, and on the bundled demo runs they measure what the run
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from ssl_core.analyses.probes import (ASYMMETRIC_SHAPES, _aligned_factors, facto
 from ssl_core.store.runs import Run
 from tiny_runs import embedded_run, tiny_config, trained_run
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 EXPECTED_LAYERS = {"convnet": ["block1", "block2", "block3", "block4"],
                    "resnet18": ["stem", "layer1", "layer2", "layer3", "layer4"],
                    "vit_tiny": [f"block{i}" for i in range(1, 13)]}
@@ -138,15 +136,15 @@ def test_angle_targets_are_scored_on_the_circle():
 
 
 # -- what the bundled demo runs measure (read-only) ------------------------------------------------
-def _demo(name: str) -> Run:
-    run = Run(PRETRAINED / name)
+def _demo(demo_runs, name: str) -> Run:
+    run = Run(demo_runs / name)
     if not run.checkpoint_path.exists():
         pytest.skip(f"{name} is not bundled")
     return run
 
 
-def test_deeper_layers_of_the_supervised_demo_probe_better_than_its_first():
-    run = _demo("demo-supervised-shapes")
+def test_deeper_layers_of_the_supervised_demo_probe_better_than_its_first(demo_runs):
+    run = _demo(demo_runs, "demo-supervised-shapes")
     data = run_dataset(run)
     train, test = data.train.subset(np.arange(1000)), data.test.subset(np.arange(500))
     method = load_run_encoder(run, "cpu")
@@ -159,12 +157,12 @@ def test_deeper_layers_of_the_supervised_demo_probe_better_than_its_first():
     assert scores["block4"] > scores["block1"] + 0.3, scores
 
 
-def test_position_reads_better_from_the_random_convnet_than_from_simclr():
+def test_position_reads_better_from_the_random_convnet_than_from_simclr(demo_runs):
     """SimCLR's random crops move the shape around between views, so it learns to let go of where
     the shape is; the random-init convnet keeps position (mostly pos_x: pos_y stays close)."""
     r2 = {}
     for name in ("demo-random-shapes", "demo-simclr-shapes"):
-        run = _demo(name)
+        run = _demo(demo_runs, name)
         train_x, _, train_ids = load_embeddings(run, "train")
         test_x, _, test_ids = load_embeddings(run, "test")
         factors, *_ = _aligned_factors(run, train_ids[:2000], test_ids)

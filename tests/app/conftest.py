@@ -45,15 +45,15 @@ def run(runs_dir, trained_runs) -> Run:
     return RunStore(runs_dir).get(trained_runs[1])
 
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 
 
 @pytest.fixture(scope="session")
-def bundled_copy(tmp_path_factory) -> Path:
-    """The bundled runs of pretrained/, whichever they are, without their weights and search
-    indexes (what the Overview and the pages' defaults read). Tests only read it."""
+def bundled_copy(tmp_path_factory, demo_runs) -> Path:
+    """The bundled runs of pretrained/, whichever they are, as the demo installs them but without
+    their weights and search indexes (what the Overview and the pages' defaults read). Tests only
+    read it."""
     root = tmp_path_factory.mktemp("bundled") / "runs"
-    for folder in sorted(p for p in PRETRAINED.iterdir() if (p / "config.json").exists()):
+    for folder in sorted(p for p in demo_runs.iterdir() if (p / "config.json").exists()):
         shutil.copytree(folder, root / folder.name, ignore=shutil.ignore_patterns("checkpoint.pt", "index", ".job.lock"))
     return root
 

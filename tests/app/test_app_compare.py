@@ -24,7 +24,6 @@ from ssl_core.store.run_store import RunStore
 from ssl_core.store.runs import Run
 from widgets.scatter_map.payload import decode, decode_rows
 
-PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained"
 DEMOS = ["demo-simclr-shapes", "demo-supervised-shapes", "demo-random-shapes"]
 
 
@@ -42,18 +41,18 @@ def with_per_class(run: Run) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory) -> Path:
+def compared_runs(tmp_path_factory, demo_runs) -> Path:
     root = tmp_path_factory.mktemp("compare") / "runs"
     for name in DEMOS:
-        shutil.copytree(PRETRAINED / name, root / name, ignore=shutil.ignore_patterns("checkpoint.pt"))
+        shutil.copytree(demo_runs / name, root / name, ignore=shutil.ignore_patterns("checkpoint.pt"))
         with_per_class(Run(root / name))
     return root
 
 
 @pytest.fixture
-def runs_root(demo_runs, monkeypatch) -> Path:
-    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(demo_runs))
-    return demo_runs
+def runs_root(compared_runs, monkeypatch) -> Path:
+    monkeypatch.setenv("SSL_EXPLORER_RUNS", str(compared_runs))
+    return compared_runs
 
 
 def open_compare(runs: list[str] | None = None) -> AppTest:
