@@ -60,7 +60,8 @@ RUN_FILES: tuple[tuple[str, str, str], ...] = (
     (STATUS, "every step", "queued | running | finished | failed | interrupted, pid, stage, error"),
     (LOCK, "the process that has the run", "held (flock) while it trains, post-processes or analyses"),
     (METRICS, "train", "one JSON object per logged step or check"),
-    (CHECKPOINT, "train", "the latest training state (atomic; loaded with weights_only=True)"),
+    (CHECKPOINT, "train", "the latest training state (atomic; loaded with weights_only=True); in a bundled run, "
+                          "the encoder's weights alone (`encoder_checkpoint`: embeds and analyses, cannot resume)"),
     (TRAIN_LOG, "background jobs", "the output of a job started by the app"),
     (NAME, "rename", "the display name a person gave the run"),
     (f"{EMBEDDINGS_DIR}/", "embed", f"{vectors('SPLIT')} (float16), {labels('SPLIT')}, {ids('SPLIT')} (SPLIT: train, test), "
