@@ -53,8 +53,8 @@ def standings_spec(board: DatasetStandings, row_height: int = 20, bar_width: int
     }
     title = {"text": f"{board.dataset}: kNN top-1" + (" · factors kept" if names else ""), "anchor": "start",
              "fontSize": 13, "fontWeight": "bold"}
-    if not names:
-        return {"title": title, **knn_view, "config": {"view": {"stroke": None}}}
+    if not names:  # concatenated all the same: Streamlit would take a top-level "data" out of the spec
+        return {"title": title, "hconcat": [knn_view], "config": {"view": {"stroke": None}}}
     cells = [{"run": board.label(s), "factor": name, "kept": score}
              for s in runs for name, score in (s.factors or ())]
     factor_view = {
