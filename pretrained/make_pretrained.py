@@ -96,9 +96,10 @@ def slim_checkpoint(run) -> None:
 
 
 def build(run) -> None:
-    """A trained run -> slimmed, then embedded, scored, mapped and analysed from the slim weights."""
+    """A trained run -> slimmed, then embedded, mapped, scored and analysed from the slim weights
+    (`score` evaluates; the search index is not bundled and no analysis reads it)."""
     slim_checkpoint(run)
-    run_post_steps(run, POST_STEPS, device="cpu", progress=True)
+    run_post_steps(run, ["embed", "project"], device="cpu", progress=True)
     score(run)
 
 

@@ -91,9 +91,7 @@ def encoder_state(method: Method) -> dict[str, torch.Tensor]:
     top-level buffers)."""
     networks = [method.representation_module(), *([] if method.no_layers else method.finetune_modules("full"))]
     names = {name for name, module in method.named_modules() if any(module is n for n in networks)}
-    inside = tuple(f"{name}." for name in names if name)
-    if "" in names:  # the method itself: everything
-        return dict(method.state_dict())
+    inside = tuple(f"{name}." for name in names)
     return {key: value for key, value in method.state_dict().items() if key.startswith(inside) or "." not in key}
 
 
