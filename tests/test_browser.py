@@ -1,7 +1,8 @@
 """The dashboard in a real browser: the README's app command, Debian's Chromium via Playwright.
 
-Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a fresh runs folder and
-opens the Overview first: one screen (1400 x 900) with a tile per run trained here, each linking to
+Starts `ssl-explorer demo` (what `make demo` runs) on a free port over a copy of the bundled runs
+as the demo installs them (the session's `demo_runs`: installing from an empty folder is
+tests/test_packaging.py's, from the wheel) and opens the Overview first: one screen (1400 x 900) with a tile per run trained here, each linking to
 its run in Explore. It clicks the best self-supervised run's tile, waits for its map, clicks a
 point, sees the neighbour grid, and opens the other pages. On the Explore map it hovers a point,
 lassos a group (its label counts checked against the points inside) and zooms in until the
@@ -10,7 +11,7 @@ Overview, of Explore with neighbours and of Explore zoomed in to its thumbnails 
 docs/images/ for the README. No request may leave 127.0.0.1 (a demo in a meeting room has no
 network). The runs are chosen from what the runs folder holds (analyses.standings), never by
 name. Also records how long the app took from its command to the first rendered map, and the
-Overview's render time.
+Overview's render time (bench/demo_start.py measures them from a fresh clone).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ playwright = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_url(tmp_path_factory, demo_runs):
+    runs = shutil.copytree(demo_runs, tmp_path_factory.mktemp("browser") / "runs")
     started = time.perf_counter()
-    runs = tmp_path_factory.mktemp("browser") / "runs"
     with served_app(runs, "demo") as port:
         yield f"http://127.0.0.1:{port}", started, runs
 
