@@ -146,7 +146,9 @@ def write_table(rows: list[dict], path: Path, args) -> None:
         lines.append(f"| {r['dataset']} | {r['method']} | {r['backbone']} | {r['variant']} | {r['knn_top1']:.3f} | "
                      f"{floor if floor is not None else '-'} | {gap} | {r['effective_rank']:.0f} / "
                      f"{r['embedding_dim']} | {loss} |")
-    path.write_text("\n".join(lines) + "\n")
+    # The notes below the table are written by hand, invocation by invocation: they stay.
+    notes = path.read_text().partition("\n## Notes")[1:] if path.exists() else ()
+    path.write_text("\n".join(lines) + "\n" + "".join(notes))
 
 
 def main() -> None:
