@@ -23,6 +23,9 @@ sparsity, say) separate them the loss vanishes and learning stops, long before o
 categories are needed; and the model is refitted per batch, so it only matches what B images
 can estimate. `rank` < B - 1 keeps only the top principal components plus a diagonal residual
 (per-pixel variances still match): a weaker model whose white residual makes the task easier.
+Measured (bench/results/recipes_cpu*.md, convnet, batch 128, kNN top-1 against the random-init
+convnet): mnist5k 0.760 after 600 steps and 0.695 after 1,995 (floor 0.876), shapes 0.150 after
+600 (floor 0.148). NCE is kept as the classic it is; the app places such a run below its floor.
 """
 
 from __future__ import annotations
